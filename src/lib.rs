@@ -1,0 +1,13 @@
+//! ecr-cache-warmer: keeps Amazon ECR pull-through caches warm.
+//!
+//! References are parsed like Docker does ([`reference`]), mapped onto the
+//! registry's pull-through cache rules ([`rules`]) into a [`plan`], and pulled
+//! through the cache. The same binary runs as a command-line tool ([`cli`]) and
+//! as an AWS Lambda function ([`lambda`]).
+
+pub mod aws;
+pub mod cli;
+pub mod lambda;
+pub mod plan;
+pub mod reference;
+pub mod rules;

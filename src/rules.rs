@@ -1,0 +1,682 @@
+//! Pull-through cache rules, and the mapping of an upstream reference onto the
+//! cache repository that ECR pulls it through.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::aws::describe_error;
+use crate::reference::{is_docker_hub_host, is_host_and_port, Reference};
+
+/// The prefix of a rule that caches at the root of the registry.
+pub const ROOT: &str = "ROOT";
+const DOCKER_HUB_UPSTREAM: &str = "registry-1.docker.io";
+
+/// One pull-through cache rule: repositories under `ecr_prefix` are pulled
+/// from `upstream_registry`, with `upstream_prefix` (when not ROOT) standing
+/// for the prefix in the upstream path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    ecr_prefix: String,
+    upstream_registry: String,
+    upstream_prefix: Option<String>,
+}
+
+/// The rules of a registry, in a stable order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    rules: Vec<Rule>,
+}
+
+/// Where a reference is pulled through the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping<'a> {
+    pub cache_repository: String,
+    pub rule: &'a Rule,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RuleError {
+    #[error("invalid rule {0:?}: expected PREFIX=UPSTREAM, e.g. docker-hub=registry-1.docker.io or my-app=registry-1.docker.io/upstream-app")]
+    Syntax(String),
+    #[error("invalid repository prefix {prefix:?} in rule {rule:?}: use ROOT or 2 to 30 lowercase letters, digits, '.', '_', '-' and '/', starting and ending with a letter or digit")]
+    Prefix { prefix: String, rule: String },
+    #[error("invalid upstream registry {upstream:?} in rule {rule:?}: expected a host name with an optional port, e.g. registry-1.docker.io")]
+    Upstream { upstream: String, rule: String },
+    #[error("invalid upstream repository prefix {prefix:?} in rule {rule:?}: use 2 to 30 lowercase letters, digits, '.', '_', '-' and '/'; it needs an ECR prefix other than ROOT")]
+    UpstreamPrefix { prefix: String, rule: String },
+    #[error("pull-through cache prefix {0:?} is given twice: each prefix maps to one upstream")]
+    Duplicate(String),
+    #[error("could not read the pull-through cache rules from ECR: {0}. Check that ECR is reachable and that the caller may call ecr:DescribePullThroughCacheRules, or give the rules with --rule PREFIX=UPSTREAM (WARM_RULES in Lambda)")]
+    Discovery(String),
+}
+
+/// Why a reference has no cache repository.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct NoRule(String);
+
+impl Rule {
+    /// Parses `PREFIX=UPSTREAM[/UPSTREAM_PREFIX]`, the syntax of `--rule` and `WARM_RULES`.
+    pub fn parse(text: &str) -> Result<Rule, RuleError> {
+        let text = text.trim();
+        let Some((prefix, upstream)) = text.split_once('=') else {
+            return Err(RuleError::Syntax(text.to_string()));
+        };
+        let (host, upstream_prefix) = match strip_scheme(upstream.trim()).split_once('/') {
+            Some((host, path)) => (host, Some(path)),
+            None => (strip_scheme(upstream.trim()), None),
+        };
+        Rule::new(prefix.trim(), host, upstream_prefix).map_err(|error| error.in_rule(text))
+    }
+
+    /// Builds a rule from its parts, as ECR describes them.
+    pub fn new(
+        ecr_prefix: &str,
+        upstream_registry: &str,
+        upstream_prefix: Option<&str>,
+    ) -> Result<Rule, RuleError> {
+        if ecr_prefix != ROOT && !is_repository_prefix(ecr_prefix) {
+            return Err(RuleError::Prefix {
+                prefix: ecr_prefix.to_string(),
+                rule: String::new(),
+            });
+        }
+        let upstream_registry = strip_scheme(upstream_registry).trim_end_matches('/');
+        if !is_host_and_port(upstream_registry) {
+            return Err(RuleError::Upstream {
+                upstream: upstream_registry.to_string(),
+                rule: String::new(),
+            });
+        }
+        let upstream_prefix = upstream_prefix.filter(|p| *p != ROOT && !p.is_empty());
+        if let Some(prefix) = upstream_prefix {
+            if ecr_prefix == ROOT || !is_repository_prefix(prefix) {
+                return Err(RuleError::UpstreamPrefix {
+                    prefix: prefix.to_string(),
+                    rule: String::new(),
+                });
+            }
+        }
+        Ok(Rule {
+            ecr_prefix: ecr_prefix.to_string(),
+            upstream_registry: upstream_registry.to_ascii_lowercase(),
+            upstream_prefix: upstream_prefix.map(str::to_string),
+        })
+    }
+
+    pub fn ecr_prefix(&self) -> &str {
+        &self.ecr_prefix
+    }
+
+    pub fn upstream_registry(&self) -> &str {
+        &self.upstream_registry
+    }
+
+    fn is_root(&self) -> bool {
+        self.ecr_prefix == ROOT
+    }
+
+    /// The cache repository for an upstream path, when this rule covers it.
+    fn cache_repository(&self, upstream_path: &str) -> Option<String> {
+        let rest = match &self.upstream_prefix {
+            Some(prefix) => upstream_path
+                .strip_prefix(prefix.as_str())?
+                .strip_prefix('/')?,
+            None => upstream_path,
+        };
+        Some(if self.is_root() {
+            rest.to_string()
+        } else {
+            format!("{}/{}", self.ecr_prefix, rest)
+        })
+    }
+
+    /// The path itself, when it is a cache repository of this rule.
+    fn covers_cache_path(&self, path: &str) -> bool {
+        self.is_root()
+            || path
+                .strip_prefix(self.ecr_prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.ecr_prefix, self.upstream_registry)?;
+        if let Some(prefix) = &self.upstream_prefix {
+            write!(f, "/{prefix}")?;
+        }
+        Ok(())
+    }
+}
+
+impl RuleError {
+    fn in_rule(self, text: &str) -> RuleError {
+        let rule = text.to_string();
+        match self {
+            RuleError::Prefix { prefix, .. } => RuleError::Prefix { prefix, rule },
+            RuleError::Upstream { upstream, .. } => RuleError::Upstream { upstream, rule },
+            RuleError::UpstreamPrefix { prefix, .. } => RuleError::UpstreamPrefix { prefix, rule },
+            other => other,
+        }
+    }
+}
+
+impl Rules {
+    pub fn new(mut rules: Vec<Rule>) -> Result<Rules, RuleError> {
+        rules.sort_by(|a, b| a.ecr_prefix.cmp(&b.ecr_prefix));
+        if let Some(pair) = rules
+            .windows(2)
+            .find(|w| w[0].ecr_prefix == w[1].ecr_prefix)
+        {
+            return Err(RuleError::Duplicate(pair[0].ecr_prefix.clone()));
+        }
+        Ok(Rules { rules })
+    }
+
+    /// Parses rules given one by one (`--rule`, repeatable).
+    pub fn parse_each<S: AsRef<str>>(texts: &[S]) -> Result<Rules, RuleError> {
+        let rules = texts
+            .iter()
+            .map(|text| Rule::parse(text.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Rules::new(rules)
+    }
+
+    /// Parses a comma- or newline-separated list (`WARM_RULES`).
+    pub fn parse_list(text: &str) -> Result<Rules, RuleError> {
+        let texts: Vec<&str> = text
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        Rules::parse_each(&texts)
+    }
+
+    /// Reads every rule of the registry from ECR.
+    pub async fn discover(ecr: &aws_sdk_ecr::Client) -> Result<Rules, RuleError> {
+        let mut pages = ecr
+            .describe_pull_through_cache_rules()
+            .into_paginator()
+            .items()
+            .send();
+        let mut rules = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|error| RuleError::Discovery(describe_error(&error)))?;
+            let prefix = item.ecr_repository_prefix().unwrap_or_default();
+            let upstream = item.upstream_registry_url().unwrap_or_default();
+            let rule = Rule::new(prefix, upstream, item.upstream_repository_prefix())
+                .map_err(|error| error.in_rule(&format!("{prefix}={upstream}")))?;
+            rules.push(rule);
+        }
+        Rules::new(rules)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter()
+    }
+
+    /// Maps a normalized reference onto the cache repository that serves it.
+    /// When several rules match, the one with the longest upstream prefix wins.
+    pub fn map(&self, reference: &Reference) -> Result<Mapping<'_>, NoRule> {
+        let host = upstream_host(reference.registry());
+        let path = upstream_path(reference);
+        let by_upstream = self
+            .rules
+            .iter()
+            .filter(|rule| upstream_host(&rule.upstream_registry) == host)
+            .filter_map(|rule| Some((rule, rule.cache_repository(&path)?)))
+            .max_by_key(|(rule, _)| {
+                let specificity = rule.upstream_prefix.as_ref().map_or(0, String::len);
+                (
+                    specificity,
+                    !rule.is_root(),
+                    std::cmp::Reverse(&rule.ecr_prefix),
+                )
+            });
+        if let Some((rule, cache_repository)) = by_upstream {
+            return Ok(Mapping {
+                cache_repository,
+                rule,
+            });
+        }
+        if is_private_ecr_host(&host) {
+            let by_prefix = self
+                .rules
+                .iter()
+                .filter(|rule| rule.covers_cache_path(&path))
+                .max_by_key(|rule| (!rule.is_root(), rule.ecr_prefix.len()));
+            if let Some(rule) = by_prefix {
+                return Ok(Mapping {
+                    cache_repository: path,
+                    rule,
+                });
+            }
+        }
+        Err(self.no_rule(reference, &host))
+    }
+
+    fn no_rule(&self, reference: &Reference, host: &str) -> NoRule {
+        let registry = reference.registry();
+        if registry.is_empty() {
+            return NoRule(format!(
+                "{reference} names no registry that a pull-through cache rule could match: \
+                 its first part is not a valid host name"
+            ));
+        }
+        let existing = if self.rules.is_empty() {
+            "there are no rules".to_string()
+        } else {
+            let list: Vec<String> = self.rules.iter().map(Rule::to_string).collect();
+            format!("rules: {}", list.join(", "))
+        };
+        let mut reason = format!("no pull-through cache rule for registry {registry} ({existing})");
+        if let Some(rule) = self
+            .rules
+            .iter()
+            .find(|rule| upstream_host(&rule.upstream_registry) == host)
+        {
+            reason.push_str(&format!(
+                "; rule {rule} does not cover repository {}",
+                reference.repository()
+            ));
+        } else if !registry.contains(['.', ':']) && registry.to_lowercase() != registry {
+            reason.push_str(&format!(
+                "; Docker reads {registry} as a registry host because it has uppercase \
+                 letters: repository names must be lowercase"
+            ));
+        } else {
+            reason.push_str(&format!(
+                "; add one with --rule PREFIX={host} or create it in ECR"
+            ));
+        }
+        NoRule(reason)
+    }
+}
+
+/// The upstream host as a rule names it: Docker Hub's aliases are one host,
+/// and host names compare without regard to case.
+fn upstream_host(registry: &str) -> String {
+    if is_docker_hub_host(registry) {
+        DOCKER_HUB_UPSTREAM.to_string()
+    } else {
+        registry.to_ascii_lowercase()
+    }
+}
+
+/// The repository path upstream. Docker Hub serves official images only under
+/// `library/`, also when the reference was written against registry-1.docker.io.
+fn upstream_path(reference: &Reference) -> String {
+    let path = reference.repository();
+    if reference.is_docker_hub() && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path.to_string()
+    }
+}
+
+fn strip_scheme(url: &str) -> &str {
+    url.strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url)
+}
+
+/// `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`
+fn is_private_ecr_host(host: &str) -> bool {
+    let mut parts = host.split('.');
+    let account = parts.next().unwrap_or_default();
+    let rest: Vec<&str> = parts.collect();
+    account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && rest.len() >= 4
+        && rest[0] == "dkr"
+        && matches!(rest[1], "ecr" | "ecr-fips")
+        && matches!(
+            &rest[3..],
+            ["amazonaws", "com"] | ["amazonaws", "com", "cn"]
+        )
+}
+
+/// ECR's repository prefix grammar: 2 to 30 characters of
+/// `[a-z0-9]+([._-][a-z0-9]+)*` components separated by '/'.
+fn is_repository_prefix(prefix: &str) -> bool {
+    (2..=30).contains(&prefix.len())
+        && prefix.split('/').all(|component| {
+            !component.is_empty()
+                && component.split(['.', '_', '-']).all(|run| {
+                    !run.is_empty()
+                        && run
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecr::operation::describe_pull_through_cache_rules::{
+        DescribePullThroughCacheRulesError, DescribePullThroughCacheRulesOutput,
+    };
+    use aws_sdk_ecr::types::PullThroughCacheRule;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn rules(texts: &[&str]) -> Rules {
+        Rules::parse_each(texts).unwrap()
+    }
+
+    fn cache_repository(rules: &Rules, reference: &str) -> Result<(String, String), String> {
+        let reference = Reference::parse_normalized(reference).unwrap();
+        rules
+            .map(&reference)
+            .map(|m| (m.cache_repository, m.rule.to_string()))
+            .map_err(|e| e.to_string())
+    }
+
+    /// One rule for every upstream kind ECR supports.
+    fn all_upstreams() -> Rules {
+        rules(&[
+            "docker-hub=registry-1.docker.io",
+            "ecr-public=public.ecr.aws",
+            "k8s=registry.k8s.io",
+            "quay=quay.io",
+            "ghcr=ghcr.io",
+            "gitlab=registry.gitlab.com",
+            "azure=myregistry.azurecr.io",
+            "chainguard=cgr.dev",
+            "central=111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+        ])
+    }
+
+    #[test]
+    fn maps_every_upstream_kind() {
+        let rules = all_upstreams();
+        let cases = [
+            (
+                "nginx:1.27",
+                "docker-hub/library/nginx",
+                "docker-hub=registry-1.docker.io",
+            ),
+            (
+                "docker.io/nginx",
+                "docker-hub/library/nginx",
+                "docker-hub=registry-1.docker.io",
+            ),
+            (
+                "index.docker.io/library/nginx",
+                "docker-hub/library/nginx",
+                "docker-hub=registry-1.docker.io",
+            ),
+            (
+                "registry-1.docker.io/library/nginx",
+                "docker-hub/library/nginx",
+                "docker-hub=registry-1.docker.io",
+            ),
+            (
+                "registry-1.docker.io/nginx",
+                "docker-hub/library/nginx",
+                "docker-hub=registry-1.docker.io",
+            ),
+            (
+                "bitnami/redis:7.2",
+                "docker-hub/bitnami/redis",
+                "docker-hub=registry-1.docker.io",
+            ),
+            (
+                "public.ecr.aws/docker/library/nginx:1.21.4",
+                "ecr-public/docker/library/nginx",
+                "ecr-public=public.ecr.aws",
+            ),
+            (
+                "registry.k8s.io/pause:3.10",
+                "k8s/pause",
+                "k8s=registry.k8s.io",
+            ),
+            (
+                "quay.io/prometheus/node-exporter:v1.8.2",
+                "quay/prometheus/node-exporter",
+                "quay=quay.io",
+            ),
+            (
+                "ghcr.io/external-secrets/external-secrets:v0.10.0",
+                "ghcr/external-secrets/external-secrets",
+                "ghcr=ghcr.io",
+            ),
+            (
+                "registry.gitlab.com/gitlab-org/gitlab-runner:latest",
+                "gitlab/gitlab-org/gitlab-runner",
+                "gitlab=registry.gitlab.com",
+            ),
+            (
+                "myregistry.azurecr.io/team/app:1",
+                "azure/team/app",
+                "azure=myregistry.azurecr.io",
+            ),
+            (
+                "cgr.dev/chainguard/static:latest",
+                "chainguard/chainguard/static",
+                "chainguard=cgr.dev",
+            ),
+            (
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/app:1",
+                "central/team/app",
+                "central=111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+            ),
+            (
+                "QUAY.IO/prometheus/node-exporter",
+                "quay/prometheus/node-exporter",
+                "quay=quay.io",
+            ),
+        ];
+        for (reference, repository, rule) in cases {
+            assert_eq!(
+                cache_repository(&rules, reference),
+                Ok((repository.to_string(), rule.to_string())),
+                "{reference}"
+            );
+        }
+    }
+
+    #[test]
+    fn root_prefix_caches_at_the_registry_root() {
+        let rules = rules(&["ROOT=public.ecr.aws"]);
+        assert_eq!(
+            cache_repository(&rules, "public.ecr.aws/docker/library/nginx"),
+            Ok(("docker/library/nginx".into(), "ROOT=public.ecr.aws".into()))
+        );
+    }
+
+    #[test]
+    fn upstream_prefix_replaces_the_first_part_and_the_most_specific_rule_wins() {
+        let rules = rules(&[
+            "my-app=registry-1.docker.io/upstream-app",
+            "docker-hub=registry-1.docker.io",
+        ]);
+        assert_eq!(
+            cache_repository(&rules, "upstream-app/image1:1"),
+            Ok((
+                "my-app/image1".into(),
+                "my-app=registry-1.docker.io/upstream-app".into()
+            ))
+        );
+        assert_eq!(
+            cache_repository(&rules, "other/image1"),
+            Ok((
+                "docker-hub/other/image1".into(),
+                "docker-hub=registry-1.docker.io".into()
+            ))
+        );
+        // "upstream-apps" is not under "upstream-app/".
+        assert_eq!(
+            cache_repository(&rules, "upstream-apps/image1").unwrap().0,
+            "docker-hub/upstream-apps/image1"
+        );
+    }
+
+    #[test]
+    fn a_reference_to_the_private_registry_keeps_its_path() {
+        let rules = rules(&[
+            "docker-hub=registry-1.docker.io",
+            "ecr-public=public.ecr.aws",
+        ]);
+        assert_eq!(
+            cache_repository(
+                &rules,
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub/library/nginx:1.27"
+            ),
+            Ok((
+                "docker-hub/library/nginx".into(),
+                "docker-hub=registry-1.docker.io".into()
+            ))
+        );
+        let error = cache_repository(
+            &rules,
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1",
+        )
+        .unwrap_err();
+        assert!(error.contains("no pull-through cache rule for registry 123456789012.dkr.ecr.us-east-1.amazonaws.com"), "{error}");
+    }
+
+    #[test]
+    fn no_match_names_the_registry_and_the_rules() {
+        let rules = rules(&[
+            "docker-hub=registry-1.docker.io",
+            "ecr-public=public.ecr.aws",
+        ]);
+        let error = cache_repository(&rules, "quay.io/prometheus/node-exporter").unwrap_err();
+        assert_eq!(
+            error,
+            "no pull-through cache rule for registry quay.io (rules: docker-hub=registry-1.docker.io, \
+             ecr-public=public.ecr.aws); add one with --rule PREFIX=quay.io or create it in ECR"
+        );
+        let error = cache_repository(&Rules::default(), "nginx").unwrap_err();
+        assert!(
+            error.contains("registry docker.io (there are no rules)"),
+            "{error}"
+        );
+        let error = cache_repository(&rules, "Docker/docker").unwrap_err();
+        assert!(error.contains("must be lowercase"), "{error}");
+        let narrow =
+            super::Rules::parse_each(&["my-app=registry-1.docker.io/upstream-app"]).unwrap();
+        let error = cache_repository(&narrow, "nginx").unwrap_err();
+        assert!(
+            error.contains("does not cover repository library/nginx"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn parses_rule_syntax_and_refuses_bad_rules() {
+        let rule = Rule::parse(" my-app = https://Registry-1.docker.io/upstream-app ").unwrap();
+        assert_eq!(rule.to_string(), "my-app=registry-1.docker.io/upstream-app");
+        assert_eq!(
+            Rule::parse("k8s=registry.k8s.io/ROOT").unwrap().to_string(),
+            "k8s=registry.k8s.io"
+        );
+        assert_eq!(
+            Rules::parse_list("a1=quay.io, b2=ghcr.io\n")
+                .unwrap()
+                .iter()
+                .count(),
+            2
+        );
+
+        let cases = [
+            ("docker-hub", "expected PREFIX=UPSTREAM"),
+            (
+                "Docker-Hub=registry-1.docker.io",
+                "invalid repository prefix \"Docker-Hub\"",
+            ),
+            ("x=quay.io", "invalid repository prefix \"x\""),
+            ("docker-hub=", "invalid upstream registry \"\""),
+            (
+                "docker-hub=bad host",
+                "invalid upstream registry \"bad host\"",
+            ),
+            (
+                "ROOT=registry-1.docker.io/upstream-app",
+                "it needs an ECR prefix other than ROOT",
+            ),
+            (
+                "my-app=registry-1.docker.io/Upstream",
+                "invalid upstream repository prefix \"Upstream\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = Rule::parse(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(
+                error.contains(text.split('=').next().unwrap()),
+                "{text}: {error}"
+            );
+        }
+        let error = Rules::parse_each(&["a1=quay.io", "a1=ghcr.io"]).unwrap_err();
+        assert_eq!(error, RuleError::Duplicate("a1".into()));
+    }
+
+    #[tokio::test]
+    async fn discovers_rules_from_every_page() {
+        let first = mock!(aws_sdk_ecr::Client::describe_pull_through_cache_rules)
+            .match_requests(|req| req.next_token().is_none())
+            .then_output(|| {
+                DescribePullThroughCacheRulesOutput::builder()
+                    .pull_through_cache_rules(
+                        PullThroughCacheRule::builder()
+                            .ecr_repository_prefix("docker-hub")
+                            .upstream_registry_url("registry-1.docker.io")
+                            .build(),
+                    )
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_ecr::Client::describe_pull_through_cache_rules)
+            .match_requests(|req| req.next_token() == Some("page-2"))
+            .then_output(|| {
+                DescribePullThroughCacheRulesOutput::builder()
+                    .pull_through_cache_rules(
+                        PullThroughCacheRule::builder()
+                            .ecr_repository_prefix("my-app")
+                            .upstream_registry_url("registry-1.docker.io")
+                            .upstream_repository_prefix("upstream-app")
+                            .build(),
+                    )
+                    .build()
+            });
+        let ecr = mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&first, &second]);
+        let rules = Rules::discover(&ecr).await.unwrap();
+        let listed: Vec<String> = rules.iter().map(Rule::to_string).collect();
+        assert_eq!(
+            listed,
+            [
+                "docker-hub=registry-1.docker.io",
+                "my-app=registry-1.docker.io/upstream-app"
+            ]
+        );
+        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+        assert_eq!(
+            cache_repository(&rules, "upstream-app/image1").unwrap().0,
+            "my-app/image1"
+        );
+    }
+
+    #[tokio::test]
+    async fn access_denied_is_one_clear_error() {
+        let denied = mock!(aws_sdk_ecr::Client::describe_pull_through_cache_rules).then_error(|| {
+            DescribePullThroughCacheRulesError::generic(
+                aws_sdk_ecr::error::ErrorMetadata::builder()
+                    .code("AccessDeniedException")
+                    .message("User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:DescribePullThroughCacheRules")
+                    .build(),
+            )
+        });
+        let ecr = mock_client!(aws_sdk_ecr, [&denied]);
+        let error = Rules::discover(&ecr).await.unwrap_err().to_string();
+        assert!(error.starts_with("could not read the pull-through cache rules from ECR: AccessDeniedException: User: arn:aws:iam::123456789012:user/ci is not authorized"), "{error}");
+        assert!(error.contains("--rule PREFIX=UPSTREAM"), "{error}");
+    }
+}
