@@ -8,6 +8,8 @@
 pub mod aws;
 pub mod cli;
 pub mod lambda;
+pub mod outcome;
 pub mod plan;
 pub mod reference;
 pub mod rules;
+pub mod warm;

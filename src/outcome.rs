@@ -1,0 +1,274 @@
+//! What happened to each image, and the hint that says what to check.
+
+use serde::Serialize;
+
+/// The final state of one input image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not cached before; ECR imported it now.
+    Imported,
+    /// Cached before with another digest; ECR refreshed it from upstream.
+    Refreshed,
+    /// Cached before with the same digest.
+    Unchanged,
+    Failed,
+    /// Not attempted before the deadline.
+    Skipped,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Imported,
+        Status::Refreshed,
+        Status::Unchanged,
+        Status::Failed,
+        Status::Skipped,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Imported => "imported",
+            Status::Refreshed => "refreshed",
+            Status::Unchanged => "unchanged",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// One image of the `warm --output json` document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageOutcome {
+    pub input: String,
+    pub cache_repository: Option<String>,
+    pub tag: Option<String>,
+    /// The digest now in the cache, or the digest asked for.
+    pub digest: Option<String>,
+    pub status: Status,
+    pub previous_digest: Option<String>,
+    pub failure_code: Option<String>,
+    pub message: Option<String>,
+    pub hint: Option<String>,
+    /// The rule's ECR prefix, for metrics per upstream.
+    #[serde(skip)]
+    pub rule_prefix: Option<String>,
+    /// Whether trying again later may succeed (throttling, outages, deadline).
+    #[serde(skip)]
+    pub retryable: bool,
+}
+
+/// A failure as ECR reported it, before it is attached to an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// ECR's failure code or exception name.
+    pub code: String,
+    pub message: String,
+    pub hint: Option<String>,
+    pub retryable: bool,
+}
+
+/// What the hints need to know about the image.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureContext<'a> {
+    pub cache_repository: &'a str,
+    /// The rule's ECR prefix (`docker-hub`).
+    pub rule_prefix: &'a str,
+    /// The upstream reference, as the user wrote it normalized.
+    pub upstream_reference: &'a str,
+    pub docker_hub: bool,
+    /// Only a digest was asked for, and the cache did not hold it.
+    pub uncached_digest_only: bool,
+}
+
+/// Failure codes and exceptions worth trying again: they come from load or
+/// outages, not from the request.
+pub fn is_retryable(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException"
+            | "LimitExceededException"
+            | "UpstreamTooManyRequests"
+            | "UpstreamUnavailable"
+            | "ServerException"
+            | "ServiceUnavailableException"
+            | "RequestTimeout"
+            | "NetworkError"
+    )
+}
+
+impl Failure {
+    /// A failure with its hint, from ECR's code and message.
+    pub fn from_ecr(code: &str, message: &str, context: &FailureContext<'_>) -> Failure {
+        Failure {
+            code: code.to_string(),
+            message: message.to_string(),
+            hint: hint(code, context),
+            retryable: is_retryable(code),
+        }
+    }
+}
+
+fn hint(code: &str, context: &FailureContext<'_>) -> Option<String> {
+    let repository = context.cache_repository;
+    let prefix = context.rule_prefix;
+    let upstream = context.upstream_reference;
+    let text = match code {
+        "RepositoryNotFoundException" => format!(
+            "ECR says {repository} does not exist although rule {prefix} covers it. The first pull \
+             creates the cache repository, so the registry permissions policy (aws ecr \
+             get-registry-policy) and this caller's IAM role must allow ecr:CreateRepository and \
+             ecr:BatchImportUpstreamImage on repository/{prefix}/*"
+        ),
+        "UnableToGetUpstreamImageException" | "UpstreamAccessDenied" => {
+            let mut text = format!(
+                "ECR could not get {upstream} from upstream. Check the rule's Secrets Manager \
+                 credential: a secret named ecr-pullthroughcache/..., in the rule's account and \
+                 Region, holding the keys username and accessToken, with a token that is still valid"
+            );
+            if context.docker_hub {
+                text.push_str(
+                    "; and for Docker Hub official images the path needs library/ \
+                     (docker-hub/library/nginx, not docker-hub/nginx)",
+                );
+            }
+            text
+        }
+        "ImageNotFound" | "ImageNotFoundException" if context.uncached_digest_only => format!(
+            "{upstream} is not in the cache, and ECR cannot fill the cache from a pull by digest: \
+             warm a tag of this image first (add {repository}'s tag to the list), then the digest"
+        ),
+        "ImageNotFound" | "ImageNotFoundException" => format!(
+            "{upstream} was not found upstream: check that the tag exists there. If it does, the \
+             caller may lack ecr:BatchImportUpstreamImage on {repository}, which ECR also reports \
+             as not found"
+        ),
+        "UpstreamTooManyRequests" => {
+            let mut text =
+                "the upstream registry is limiting pulls; retried with backoff".to_string();
+            if context.docker_hub {
+                text.push_str(
+                    ". Docker Hub allows 100 manifest pulls per 6 hours per IP without an \
+                     account and 200 with a personal account (a multi-arch pull counts once per \
+                     architecture): give the rule Docker Hub credentials, warm less often, or \
+                     spread the list over more runs",
+                );
+            }
+            text
+        }
+        "UpstreamUnavailable" | "ServerException" | "ServiceUnavailableException" => {
+            "the upstream registry or ECR was unavailable after retries; the next run tries again"
+                .to_string()
+        }
+        "ThrottlingException" | "LimitExceededException" => {
+            "ECR throttled the calls after retries (BatchGetImage allows 2,000 calls per second \
+             per Region, shared by the account): lower --concurrency (WARM_CONCURRENCY)"
+                .to_string()
+        }
+        "AccessDeniedException" => format!(
+            "the caller's IAM role needs ecr:DescribeImages, ecr:BatchGetImage, \
+             ecr:BatchImportUpstreamImage and ecr:CreateRepository on repository/{prefix}/*"
+        ),
+        "ImageTagDoesNotMatchDigest" => "the tag now points at another digest than the one \
+             written: update the pinned digest, or warm the tag alone"
+            .to_string(),
+        "KmsError" => format!(
+            "ECR could not use the KMS key of {repository}: check that the key exists and its \
+             policy lets ECR use it (see the repository creation template for {prefix})"
+        ),
+        _ => return None,
+    };
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(docker_hub: bool, uncached_digest_only: bool) -> FailureContext<'static> {
+        FailureContext {
+            cache_repository: "docker-hub/library/nginx",
+            rule_prefix: "docker-hub",
+            upstream_reference: "docker.io/library/nginx:1.27",
+            docker_hub,
+            uncached_digest_only,
+        }
+    }
+
+    #[test]
+    fn each_known_failure_says_what_to_check() {
+        let cases = [
+            (
+                "RepositoryNotFoundException",
+                false,
+                "ecr:CreateRepository and ecr:BatchImportUpstreamImage on repository/docker-hub/*",
+            ),
+            (
+                "UnableToGetUpstreamImageException",
+                false,
+                "ecr-pullthroughcache/",
+            ),
+            ("UpstreamAccessDenied", false, "username and accessToken"),
+            (
+                "ImageNotFound",
+                false,
+                "docker.io/library/nginx:1.27 was not found upstream",
+            ),
+            (
+                "UpstreamTooManyRequests",
+                false,
+                "100 manifest pulls per 6 hours",
+            ),
+            ("UpstreamUnavailable", true, "next run tries again"),
+            ("ServerException", true, "next run tries again"),
+            ("ThrottlingException", true, "lower --concurrency"),
+            ("LimitExceededException", true, "lower --concurrency"),
+            (
+                "ImageTagDoesNotMatchDigest",
+                false,
+                "update the pinned digest",
+            ),
+            ("KmsError", false, "KMS key of docker-hub/library/nginx"),
+            ("AccessDeniedException", false, "ecr:BatchGetImage"),
+        ];
+        for (code, retryable, expected) in cases {
+            let failure = Failure::from_ecr(code, "ECR's message", &context(true, false));
+            assert_eq!(failure.message, "ECR's message");
+            assert_eq!(failure.retryable, retryable, "{code}");
+            let hint = failure.hint.unwrap_or_default();
+            assert!(hint.contains(expected), "{code}: {hint}");
+        }
+    }
+
+    #[test]
+    fn docker_hub_hints_mention_library_and_rate_limits_only_for_docker_hub() {
+        let hub = Failure::from_ecr("UpstreamAccessDenied", "", &context(true, false));
+        assert!(hub.hint.unwrap().contains("library/"));
+        let quay = Failure::from_ecr("UpstreamAccessDenied", "", &context(false, false));
+        assert!(!quay.hint.unwrap().contains("library/"));
+        let quay = Failure::from_ecr("UpstreamTooManyRequests", "", &context(false, false));
+        assert!(!quay.hint.unwrap().contains("Docker Hub"));
+    }
+
+    #[test]
+    fn an_uncached_digest_is_explained() {
+        let failure = Failure::from_ecr("ImageNotFound", "not found", &context(true, true));
+        assert!(failure
+            .hint
+            .unwrap()
+            .contains("cannot fill the cache from a pull by digest"));
+    }
+
+    #[test]
+    fn unknown_and_pass_through_codes_keep_their_message() {
+        for code in ["ImageInaccessible", "SomethingNew"] {
+            let failure = Failure::from_ecr(code, "as ECR said it", &context(true, false));
+            assert_eq!(
+                (failure.code.as_str(), failure.message.as_str()),
+                (code, "as ECR said it")
+            );
+            assert_eq!(failure.hint, None);
+            assert!(!failure.retryable);
+        }
+    }
+}
