@@ -1117,7 +1117,9 @@ mod tests {
 
     #[tokio::test]
     async fn whole_call_exceptions_fail_every_image_with_a_hint() {
-        let cases: Vec<(fn() -> BatchGetImageError, &str, &str, usize)> = vec![
+        // The error, its code, a part of its hint, and how many calls it takes.
+        type Case = (fn() -> BatchGetImageError, &'static str, &'static str, usize);
+        let cases: Vec<Case> = vec![
             (
                 || {
                     BatchGetImageError::UnableToGetUpstreamImageException(
