@@ -1,14 +1,20 @@
 //! The command line: `plan` and `warm`, their inputs, output and exit codes.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
 
+use crate::metrics;
+use crate::outcome::Status;
 use crate::plan::{self, PlannedImage};
 use crate::rules::{Rule, RuleError, Rules};
+use crate::warm::{self, Report, WarmOptions};
 
 /// Exit code when some image could not be planned or warmed.
 const EXIT_IMAGE_FAILED: u8 = 1;
@@ -33,6 +39,32 @@ pub struct Cli {
 enum Command {
     /// Show the cache repository each image maps to, without pulling anything
     Plan(InputArgs),
+    /// Pull each image through its pull-through cache and report what happened
+    Warm(WarmArgs),
+}
+
+#[derive(Debug, Args)]
+struct WarmArgs {
+    #[command(flatten)]
+    input: InputArgs,
+
+    /// Cache repositories warmed at once
+    #[arg(long, env = "WARM_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+
+    /// Stop starting new calls after this long (e.g. 90s, 5m, 1h; plain numbers are seconds);
+    /// images not attempted by then are reported as skipped
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Also write CloudWatch Embedded Metric Format lines to FILE
+    #[arg(long, value_name = "FILE")]
+    emf: Option<PathBuf>,
+
+    /// CloudWatch namespace of the metrics
+    #[arg(long, env = "METRICS_NAMESPACE", default_value = metrics::DEFAULT_NAMESPACE)]
+    metrics_namespace: String,
 }
 
 #[derive(Debug, Args)]
@@ -68,13 +100,15 @@ enum Output {
 /// What stops a command before any image is looked at.
 #[derive(Debug, Error)]
 pub enum UsageError {
+    #[error("cannot write metrics file {path}: {source}")]
+    EmfFile { path: String, source: io::Error },
     #[error("cannot read images file {path}: {source}")]
     ImagesFile { path: String, source: io::Error },
     #[error(
         "no images given: pass references as arguments or with --images-file FILE ('-' for stdin)"
     )]
     NoImages,
-    #[error("no AWS Region is set: pass --region, set AWS_REGION, or give the rules with --rule")]
+    #[error("no AWS Region is set: pass --region or set AWS_REGION")]
     NoRegion,
     #[error(transparent)]
     Rules(#[from] RuleError),
@@ -85,6 +119,7 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan(args) => plan_command(args).await,
+        Command::Warm(args) => warm_command(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -97,27 +132,113 @@ pub async fn run() -> ExitCode {
 
 async fn plan_command(args: InputArgs) -> Result<u8, UsageError> {
     let inputs = args.read_images()?;
-    let rules = args.rules().await?;
+    // With --rule, plan is offline: no AWS configuration is even loaded.
+    let config = match args.rules.is_empty() {
+        true => Some(args.aws_config().await?),
+        false => None,
+    };
+    let rules = args.rules(config.as_ref()).await?;
     let planned = plan::plan(&inputs, &rules);
     let mut out = io::stdout().lock();
-    let written = match args.output {
+    report_write_error(match args.output {
         Output::Json => planned.iter().try_for_each(|image| {
             let line = serde_json::to_string(&image.record()).map_err(io::Error::from)?;
             writeln!(out, "{line}")
         }),
         Output::Text => write_plan_table(&mut out, &planned),
-    };
-    // A closed pipe (`| head`) is not a failure of the plan.
-    if let Err(error) = written {
-        if error.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("error: cannot write output: {error}");
-        }
-    }
+    });
     Ok(if planned.iter().all(PlannedImage::is_ready) {
         0
     } else {
         EXIT_IMAGE_FAILED
     })
+}
+
+async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
+    let started = Instant::now();
+    let inputs = args.input.read_images()?;
+    let config = args.input.aws_config().await?;
+    let rules = args.input.rules(Some(&config)).await?;
+    let planned = plan::plan(&inputs, &rules);
+    let options = WarmOptions {
+        concurrency: usize::from(args.concurrency),
+        deadline: args.timeout.map(|timeout| started + timeout),
+        ..WarmOptions::default()
+    };
+    let progress = progress_bar(planned.len());
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let report = warm::warm(&ecr, &planned, &options, &|done| {
+        progress.set_position(done as u64)
+    })
+    .await;
+    progress.finish_and_clear();
+
+    if let Some(path) = &args.emf {
+        let lines = metrics::emf_lines(&report, &args.metrics_namespace);
+        std::fs::write(path, lines.join("\n") + "\n").map_err(|source| UsageError::EmfFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    let mut out = io::stdout().lock();
+    report_write_error(match args.input.output {
+        Output::Json => serde_json::to_string(&report)
+            .map_err(io::Error::from)
+            .and_then(|json| writeln!(out, "{json}")),
+        Output::Text => write_warm_report(&mut out, &report),
+    });
+    Ok(if report.all_warm() {
+        0
+    } else {
+        EXIT_IMAGE_FAILED
+    })
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+fn progress_bar(total: usize) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("warming {bar:30} {pos}/{len} images ({elapsed})")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A closed pipe (`| head`) is not a failure of the command.
+fn report_write_error(written: io::Result<()>) {
+    if let Err(error) = written {
+        if error.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write output: {error}");
+        }
+    }
+}
+
+/// `90`, `90s`, `5m`, `1h`, `250ms`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let invalid = || format!("invalid duration {text:?}: use e.g. 90s, 5m or 1h");
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let duration = match unit {
+        "" | "s" => Duration::from_secs(number),
+        "ms" => Duration::from_millis(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => return Err(invalid()),
+    };
+    if duration.is_zero() {
+        return Err(format!(
+            "invalid duration {text:?}: it must be more than zero"
+        ));
+    }
+    Ok(duration)
 }
 
 impl InputArgs {
@@ -144,16 +265,23 @@ impl InputArgs {
         Ok(inputs)
     }
 
-    /// The rules given with `--rule`, or else the registry's rules from ECR.
-    async fn rules(&self) -> Result<Rules, UsageError> {
-        if !self.rules.is_empty() {
-            return Ok(Rules::new(self.rules.clone())?);
-        }
+    /// The AWS configuration from the usual chain, which must name a Region.
+    async fn aws_config(&self) -> Result<SdkConfig, UsageError> {
         let config = crate::aws::load_config(self.region.clone()).await;
         if config.region().is_none() {
             return Err(UsageError::NoRegion);
         }
-        Ok(Rules::discover(&aws_sdk_ecr::Client::new(&config)).await?)
+        Ok(config)
+    }
+
+    /// The rules given with `--rule`, or else the registry's rules from ECR.
+    async fn rules(&self, config: Option<&SdkConfig>) -> Result<Rules, UsageError> {
+        match config {
+            Some(config) if self.rules.is_empty() => {
+                Ok(Rules::discover(&aws_sdk_ecr::Client::new(config)).await?)
+            }
+            _ => Ok(Rules::new(self.rules.clone())?),
+        }
     }
 }
 
@@ -193,6 +321,77 @@ fn write_plan_table(out: &mut impl Write, planned: &[PlannedImage]) -> io::Resul
     )
 }
 
+fn write_warm_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
+    let rows: Vec<[String; 4]> = report
+        .images
+        .iter()
+        .map(|image| {
+            let version = match (&image.tag, &image.digest) {
+                (Some(tag), Some(digest)) => format!("{tag} {}", short_digest(digest)),
+                (Some(tag), None) => tag.clone(),
+                (None, Some(digest)) => short_digest(digest),
+                (None, None) => String::new(),
+            };
+            [
+                image.input.clone(),
+                image.status.name().to_string(),
+                image.cache_repository.clone().unwrap_or_else(|| "-".into()),
+                version,
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        ["IMAGE", "STATUS", "CACHE REPOSITORY", "TAG DIGEST"],
+        &rows,
+    )?;
+
+    let troubled = report
+        .images
+        .iter()
+        .filter(|image| matches!(image.status, Status::Failed | Status::Skipped));
+    for image in troubled {
+        writeln!(out)?;
+        let code = image
+            .failure_code
+            .as_deref()
+            .map(|c| format!("{c}: "))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{} {}: {code}{}",
+            image.input,
+            image.status.name(),
+            image.message.as_deref().unwrap_or("")
+        )?;
+        if let Some(hint) = &image.hint {
+            writeln!(out, "  hint: {hint}")?;
+        }
+    }
+    let s = &report.summary;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} image{}: {} imported, {} refreshed, {} unchanged, {} failed, {} skipped in {:.1}s",
+        s.total,
+        if s.total == 1 { "" } else { "s" },
+        s.imported,
+        s.refreshed,
+        s.unchanged,
+        s.failed,
+        s.skipped,
+        s.duration_ms as f64 / 1000.0
+    )
+}
+
+/// `sha256:` and the first 12 hex digits, as `docker images` shortens IDs.
+fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algorithm, hex)) => format!("{algorithm}:{}", &hex[..hex.len().min(12)]),
+        None => digest.to_string(),
+    }
+}
+
 /// Writes left-aligned columns; the last column is not padded.
 fn write_table<const N: usize>(
     out: &mut impl Write,
@@ -228,4 +427,31 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_writer(io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0").unwrap_err().contains("more than zero"));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("invalid duration \"soon\""));
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn digests_are_shortened_like_image_ids() {
+        assert_eq!(
+            short_digest(&format!("sha256:{}", "ab".repeat(32))),
+            "sha256:abababababab"
+        );
+    }
 }

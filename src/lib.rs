@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod cli;
 pub mod lambda;
+pub mod metrics;
 pub mod outcome;
 pub mod plan;
 pub mod reference;

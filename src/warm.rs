@@ -504,12 +504,18 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
-    let code = match error {
-        SdkError::ServiceError(context) => code_of(context.err()),
-        SdkError::TimeoutError(_) => "RequestTimeout".to_string(),
-        _ => "NetworkError".to_string(),
+    let (code, detail) = match error {
+        SdkError::ServiceError(context) => (
+            code_of(context.err()),
+            context
+                .err()
+                .message()
+                .map_or_else(|| describe_error(error), str::to_string),
+        ),
+        SdkError::TimeoutError(_) => ("RequestTimeout".to_string(), describe_error(error)),
+        _ => ("NetworkError".to_string(), describe_error(error)),
     };
-    let message = format!("{operation}: {}", describe_error(error));
+    let message = format!("{operation}: {detail}");
     Answer::Failed(Failure {
         retryable: crate::outcome::is_retryable(&code),
         code,
@@ -622,7 +628,10 @@ fn not_planned(image: &PlannedImage) -> ImageOutcome {
             "write the reference as for docker pull, e.g. nginx:1.27 or quay.io/org/app@sha256:...",
         )
     } else {
-        ("NoMatchingRule", "create a pull-through cache rule for this registry in ECR, or give it with --rule PREFIX=UPSTREAM")
+        (
+            "NoMatchingRule",
+            "`ecr-cache-warmer plan` shows how each reference maps onto the rules",
+        )
     };
     ImageOutcome {
         input: image.input.clone(),
@@ -1118,7 +1127,12 @@ mod tests {
     #[tokio::test]
     async fn whole_call_exceptions_fail_every_image_with_a_hint() {
         // The error, its code, a part of its hint, and how many calls it takes.
-        type Case = (fn() -> BatchGetImageError, &'static str, &'static str, usize);
+        type Case = (
+            fn() -> BatchGetImageError,
+            &'static str,
+            &'static str,
+            usize,
+        );
         let cases: Vec<Case> = vec![
             (
                 || {

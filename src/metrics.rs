@@ -1,0 +1,252 @@
+//! CloudWatch Embedded Metric Format: one JSON line per upstream rule with the
+//! count of each status, and one line with the totals and the warm's duration.
+//! In Lambda these lines go to stdout, where CloudWatch Logs turns them into
+//! metrics without any API call.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::outcome::Status;
+use crate::warm::Report;
+
+pub const DEFAULT_NAMESPACE: &str = "EcrCacheWarmer";
+/// The dimension that tells upstream rules apart; its value is the rule's ECR prefix.
+pub const UPSTREAM_DIMENSION: &str = "Upstream";
+/// The `Upstream` value of images that no rule covers.
+const NO_RULE: &str = "none";
+
+/// The EMF lines for a warm, stamped with the current time.
+pub fn emf_lines(report: &Report, namespace: &str) -> Vec<String> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    emf_lines_at(report, namespace, now_ms)
+}
+
+fn emf_lines_at(report: &Report, namespace: &str, timestamp_ms: u64) -> Vec<String> {
+    let mut per_upstream: BTreeMap<&str, BTreeMap<Status, usize>> = BTreeMap::new();
+    for image in &report.images {
+        let upstream = image.rule_prefix.as_deref().unwrap_or(NO_RULE);
+        *per_upstream
+            .entry(upstream)
+            .or_default()
+            .entry(image.status)
+            .or_default() += 1;
+    }
+    let mut lines: Vec<String> = per_upstream
+        .iter()
+        .map(|(upstream, counts)| {
+            let mut members = status_counts(|status| counts.get(&status).copied().unwrap_or(0));
+            members.insert(UPSTREAM_DIMENSION.into(), json!(upstream));
+            document(namespace, timestamp_ms, &[UPSTREAM_DIMENSION], members, &[])
+        })
+        .collect();
+
+    let summary = &report.summary;
+    let mut totals = status_counts(|status| match status {
+        Status::Imported => summary.imported,
+        Status::Refreshed => summary.refreshed,
+        Status::Unchanged => summary.unchanged,
+        Status::Failed => summary.failed,
+        Status::Skipped => summary.skipped,
+    });
+    totals.insert("Images".into(), json!(summary.total));
+    totals.insert("Duration".into(), json!(summary.duration_ms));
+    lines.push(document(
+        namespace,
+        timestamp_ms,
+        &[],
+        totals,
+        &[("Images", "Count"), ("Duration", "Milliseconds")],
+    ));
+    lines
+}
+
+/// `Imported`, `Refreshed`, ... as root members.
+fn status_counts(count: impl Fn(Status) -> usize) -> Map<String, Value> {
+    Status::ALL
+        .iter()
+        .map(|&status| (metric_name(status), json!(count(status))))
+        .collect()
+}
+
+fn metric_name(status: Status) -> String {
+    let name = status.name();
+    name[..1].to_uppercase() + &name[1..]
+}
+
+/// One EMF document: the metric members, the `_aws` metadata that declares
+/// them, and the dimension keys (an empty set publishes without dimensions).
+fn document(
+    namespace: &str,
+    timestamp_ms: u64,
+    dimensions: &[&str],
+    mut members: Map<String, Value>,
+    extra_metrics: &[(&str, &str)],
+) -> String {
+    let mut metrics: Vec<Value> = Status::ALL
+        .iter()
+        .map(|&status| json!({ "Name": metric_name(status), "Unit": "Count" }))
+        .collect();
+    metrics.extend(
+        extra_metrics
+            .iter()
+            .map(|(name, unit)| json!({ "Name": name, "Unit": unit })),
+    );
+    members.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dimensions],
+                "Metrics": metrics,
+            }],
+        }),
+    );
+    Value::Object(members).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::ImageOutcome;
+    use crate::warm::Summary;
+
+    fn image(status: Status, rule_prefix: Option<&str>) -> ImageOutcome {
+        ImageOutcome {
+            input: "x".into(),
+            cache_repository: None,
+            tag: None,
+            digest: None,
+            status,
+            previous_digest: None,
+            failure_code: None,
+            message: None,
+            hint: None,
+            rule_prefix: rule_prefix.map(str::to_string),
+            retryable: false,
+        }
+    }
+
+    fn report() -> Report {
+        let images = vec![
+            image(Status::Imported, Some("docker-hub")),
+            image(Status::Imported, Some("docker-hub")),
+            image(Status::Unchanged, Some("docker-hub")),
+            image(Status::Refreshed, Some("quay")),
+            image(Status::Failed, Some("quay")),
+            image(Status::Failed, None),
+            image(Status::Skipped, Some("quay")),
+        ];
+        Report {
+            summary: Summary {
+                total: 7,
+                imported: 2,
+                refreshed: 1,
+                unchanged: 1,
+                failed: 2,
+                skipped: 1,
+                duration_ms: 1234,
+            },
+            images,
+        }
+    }
+
+    /// Checks a line against the EMF specification and returns it parsed.
+    fn valid_emf(line: &str) -> Value {
+        let doc: Value = serde_json::from_str(line).expect("one JSON object per line");
+        let aws = &doc["_aws"];
+        assert!(aws["Timestamp"].is_u64(), "{line}");
+        let directives = aws["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 1);
+        let directive = &directives[0];
+        assert!(!directive["Namespace"].as_str().unwrap().is_empty());
+        for set in directive["Dimensions"].as_array().unwrap() {
+            for key in set.as_array().unwrap() {
+                assert!(
+                    doc[key.as_str().unwrap()].is_string(),
+                    "dimension {key} is a root string member"
+                );
+            }
+        }
+        let metrics = directive["Metrics"].as_array().unwrap();
+        assert!(!metrics.is_empty() && metrics.len() <= 100);
+        for metric in metrics {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(
+                doc[name].is_number(),
+                "metric {name} is a root number member"
+            );
+            let unit = metric["Unit"].as_str().unwrap();
+            assert!(["Count", "Milliseconds"].contains(&unit));
+        }
+        doc
+    }
+
+    #[test]
+    fn counts_each_status_per_upstream_and_in_total() {
+        let lines = emf_lines_at(&report(), "TeamWarmer", 1_700_000_000_000);
+        let docs: Vec<Value> = lines.iter().map(|l| valid_emf(l)).collect();
+        assert_eq!(docs.len(), 4, "docker-hub, none, quay, total");
+        let by_upstream = |name: &str| docs.iter().find(|d| d["Upstream"] == name).unwrap().clone();
+        let hub = by_upstream("docker-hub");
+        assert_eq!(
+            (
+                hub["Imported"].as_u64(),
+                hub["Unchanged"].as_u64(),
+                hub["Failed"].as_u64()
+            ),
+            (Some(2), Some(1), Some(0))
+        );
+        let quay = by_upstream("quay");
+        assert_eq!(
+            (
+                quay["Refreshed"].as_u64(),
+                quay["Failed"].as_u64(),
+                quay["Skipped"].as_u64()
+            ),
+            (Some(1), Some(1), Some(1))
+        );
+        assert_eq!(by_upstream("none")["Failed"], 1);
+        assert_eq!(
+            hub["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Upstream"]])
+        );
+        assert_eq!(
+            hub["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "TeamWarmer"
+        );
+        assert_eq!(hub["_aws"]["Timestamp"], 1_700_000_000_000u64);
+
+        let total = docs.last().unwrap();
+        assert_eq!(
+            total["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([[]])
+        );
+        assert_eq!(total["Images"], 7);
+        assert_eq!(total["Imported"], 2);
+        assert_eq!(total["Failed"], 2);
+        assert_eq!(total["Duration"], 1234);
+        let units: Vec<&Value> = total["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        assert!(units.contains(&&json!({"Name": "Duration", "Unit": "Milliseconds"})));
+    }
+
+    #[test]
+    fn per_upstream_counts_add_up_to_the_totals() {
+        let lines = emf_lines_at(&report(), DEFAULT_NAMESPACE, 0);
+        let docs: Vec<Value> = lines.iter().map(|l| valid_emf(l)).collect();
+        let (total, upstreams) = docs.split_last().unwrap();
+        for status in Status::ALL {
+            let name = metric_name(status);
+            let sum: u64 = upstreams.iter().map(|d| d[&name].as_u64().unwrap()).sum();
+            assert_eq!(Some(sum), total[&name].as_u64(), "{name}");
+        }
+    }
+}
