@@ -243,7 +243,10 @@ mod tests {
     #[test]
     fn docker_hub_hints_mention_library_and_rate_limits_only_for_docker_hub() {
         let hub = Failure::from_ecr("UpstreamAccessDenied", "", &context(true, false));
-        assert!(hub.hint.unwrap().contains("official images the path needs library/"));
+        assert!(hub
+            .hint
+            .unwrap()
+            .contains("official images the path needs library/"));
         let quay = Failure::from_ecr("UpstreamAccessDenied", "", &context(false, false));
         assert!(!quay.hint.unwrap().contains("official images"));
         let quay = Failure::from_ecr("UpstreamTooManyRequests", "", &context(false, false));
