@@ -1,15 +1,370 @@
-//! The AWS Lambda entry point.
+//! The AWS Lambda function: one handler for schedules, direct invocations and
+//! SQS batches. Settings are read and checked once at init, and the SDK
+//! clients are built once; every invocation warms before its own deadline.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+use lambda_runtime::{service_fn, Context, LambdaEvent};
 use serde_json::{json, Value};
+use thiserror::Error;
 
-/// Runs the function under the Lambda runtime API until the sandbox stops.
-pub async fn run() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    lambda_runtime::run(service_fn(handle)).await
+use crate::event::{self, Message, Trigger};
+use crate::fanout;
+use crate::metrics;
+use crate::outcome::Status;
+use crate::plan::{self, PlannedImage};
+use crate::rules::{RuleError, Rules};
+use crate::warm::{self, Report, WarmOptions};
+
+const DEFAULT_FANOUT_THRESHOLD: usize = 500;
+const DEFAULT_MESSAGE_IMAGES: usize = 50;
+/// SQS messages hold at most 256 KiB: a thousand references fit with room to spare.
+const MAX_MESSAGE_IMAGES: usize = 1000;
+
+/// The function's settings, from its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `WARM_IMAGES` then `WARM_IMAGES_FILE`.
+    pub images: Vec<String>,
+    /// `WARM_RULES`; when absent the rules are read from ECR at init.
+    pub rules: Option<Rules>,
+    pub concurrency: usize,
+    pub metrics_namespace: String,
+    pub queue_url: Option<String>,
+    pub fanout_threshold: usize,
+    pub message_images: usize,
 }
 
-async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
-    tracing::info!(request_id = %event.context.request_id, "invocation received");
-    Ok(json!({ "message": "warming from Lambda is not available in this version" }))
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("{name}={value:?} is not valid: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: String,
+    },
+    #[error("cannot read WARM_IMAGES_FILE {path}: {source}. Put the file in the deployment package and give its path relative to the function's directory, or absolute")]
+    ImagesFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid WARM_RULES: {0}")]
+    Rules(RuleError),
+}
+
+impl Settings {
+    /// Reads the settings with `var` (the process environment in Lambda).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let var = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+        let mut images = var("WARM_IMAGES").map_or_else(Vec::new, |list| plan::read_list(&list));
+        if let Some(path) = var("WARM_IMAGES_FILE") {
+            let text = std::fs::read_to_string(path.trim())
+                .map_err(|source| SettingsError::ImagesFile { path, source })?;
+            images.extend(plan::read_list(&text));
+        }
+        let rules = var("WARM_RULES")
+            .map(|text| Rules::parse_list(&text))
+            .transpose()
+            .map_err(SettingsError::Rules)?;
+        Ok(Settings {
+            images,
+            rules,
+            concurrency: number(&var, "WARM_CONCURRENCY", 16, 1..=256)?,
+            metrics_namespace: var("METRICS_NAMESPACE")
+                .unwrap_or_else(|| metrics::DEFAULT_NAMESPACE.to_string()),
+            queue_url: var("WARM_QUEUE_URL"),
+            fanout_threshold: number(
+                &var,
+                "WARM_FANOUT_THRESHOLD",
+                DEFAULT_FANOUT_THRESHOLD,
+                1..=usize::MAX,
+            )?,
+            message_images: number(
+                &var,
+                "WARM_MESSAGE_IMAGES",
+                DEFAULT_MESSAGE_IMAGES,
+                1..=MAX_MESSAGE_IMAGES,
+            )?,
+        })
+    }
+}
+
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, SettingsError> {
+    let Some(value) = var(name) else {
+        return Ok(default);
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(SettingsError::Invalid {
+            name,
+            value,
+            expected: if *range.end() == usize::MAX {
+                format!("a whole number of at least {}", range.start())
+            } else {
+                format!("a whole number from {} to {}", range.start(), range.end())
+            },
+        }),
+    }
+}
+
+/// What every invocation uses: settings, rules and clients, made at init.
+pub struct Warmer {
+    pub settings: Settings,
+    pub rules: Rules,
+    pub ecr: aws_sdk_ecr::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    /// The first backoff of retried calls.
+    pub backoff: Duration,
+}
+
+/// Runs the function under the Lambda runtime API until the sandbox stops.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let warmer = init().await.inspect_err(|error| {
+        tracing::error!(%error, "the function cannot start");
+    })?;
+    let warmer = &warmer;
+    lambda_runtime::run(service_fn(move |event| handle(warmer, event))).await
+}
+
+async fn init() -> Result<Warmer, lambda_runtime::Error> {
+    let settings = Settings::from_env(|name| std::env::var(name).ok())?;
+    let config = crate::aws::load_config(None).await;
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let rules = match &settings.rules {
+        Some(rules) => rules.clone(),
+        None => Rules::discover(&ecr).await?,
+    };
+    tracing::info!(
+        images = settings.images.len(),
+        rules = rules.iter().count(),
+        "configured"
+    );
+    Ok(Warmer {
+        sqs: aws_sdk_sqs::Client::new(&config),
+        settings,
+        rules,
+        ecr,
+        backoff: WarmOptions::default().backoff,
+    })
+}
+
+/// Handles one invocation of any trigger.
+pub async fn handle(
+    warmer: &Warmer,
+    event: LambdaEvent<Value>,
+) -> Result<Value, lambda_runtime::Error> {
+    let deadline = deadline(&event.context);
+    let trigger = event::decode(event.payload)?;
+    match trigger {
+        Trigger::Schedule { images } => warm_list(warmer, images, deadline, true).await,
+        Trigger::Direct { images } => warm_list(warmer, images, deadline, false).await,
+        Trigger::Sqs(messages) => {
+            let response = warm_messages(warmer, &messages, deadline).await;
+            Ok(serde_json::to_value(response)?)
+        }
+    }
+}
+
+/// When the warm must stop: the invocation's deadline less a margin to
+/// answer in (a tenth of the time left, from half a second to five seconds).
+fn deadline(context: &Context) -> Option<Instant> {
+    // A deadline of 0 is no deadline (a context made outside Lambda).
+    if context.deadline == 0 {
+        return None;
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+    let margin = (left / 10).clamp(Duration::from_millis(500), Duration::from_secs(5));
+    Some(Instant::now() + left.saturating_sub(margin))
+}
+
+async fn warm_list(
+    warmer: &Warmer,
+    images: Option<Vec<String>>,
+    deadline: Option<Instant>,
+    scheduled: bool,
+) -> Result<Value, lambda_runtime::Error> {
+    let inputs = images.unwrap_or_else(|| warmer.settings.images.clone());
+    if inputs.is_empty() {
+        return Err(
+            "no images to warm: set WARM_IMAGES or WARM_IMAGES_FILE, or send {\"images\": [...]}"
+                .into(),
+        );
+    }
+    let planned = plan::plan(&inputs, &warmer.rules);
+    let settings = &warmer.settings;
+    if let Some(queue_url) = &settings.queue_url {
+        if planned.len() > settings.fanout_threshold {
+            return Ok(fan_out(warmer, queue_url, &planned, deadline).await);
+        }
+    }
+    let report = warm_planned(warmer, &planned, deadline).await;
+    let mut response = serde_json::to_value(&report)?;
+    if let (true, Some(queue_url)) = (scheduled, &settings.queue_url) {
+        let skipped: Vec<String> = report
+            .images
+            .iter()
+            .filter(|image| image.status == Status::Skipped)
+            .map(|image| image.input.clone())
+            .collect();
+        if !skipped.is_empty() {
+            let enqueued = enqueue(warmer, queue_url, &skipped, None).await;
+            response["enqueued"] = serde_json::to_value(enqueued)?;
+        }
+    }
+    Ok(response)
+}
+
+/// Puts the planned images on the queue instead of warming them here.
+async fn fan_out(
+    warmer: &Warmer,
+    queue_url: &str,
+    planned: &[PlannedImage],
+    deadline: Option<Instant>,
+) -> Value {
+    let (ready, unplanned): (Vec<&PlannedImage>, Vec<&PlannedImage>) =
+        planned.iter().partition(|image| image.is_ready());
+    for image in &unplanned {
+        tracing::warn!(input = %image.input, error = image.error.as_deref().unwrap_or_default(), "image not enqueued");
+    }
+    let inputs: Vec<String> = ready.iter().map(|image| image.input.clone()).collect();
+    let enqueued = enqueue(warmer, queue_url, &inputs, deadline).await;
+    let not_enqueued: Vec<Value> = unplanned
+        .iter()
+        .map(|image| json!({ "input": image.input, "error": image.error }))
+        .collect();
+    json!({ "enqueued": enqueued, "not_enqueued": not_enqueued })
+}
+
+async fn enqueue(
+    warmer: &Warmer,
+    queue_url: &str,
+    images: &[String],
+    deadline: Option<Instant>,
+) -> fanout::Enqueued {
+    let per_message = warmer.settings.message_images;
+    let enqueued = fanout::enqueue(
+        &warmer.sqs,
+        queue_url,
+        images,
+        per_message,
+        warmer.backoff,
+        deadline,
+    )
+    .await;
+    tracing::info!(
+        messages = enqueued.messages,
+        images = enqueued.images,
+        "enqueued for warming"
+    );
+    if !enqueued.failed_images.is_empty() {
+        tracing::error!(
+            images = enqueued.failed_images.len(),
+            errors = ?enqueued.errors,
+            "images could not be enqueued"
+        );
+    }
+    enqueued
+}
+
+/// Warms the images of a batch of messages together, and names the messages
+/// that must come back: unreadable ones (to end in the dead-letter queue) and
+/// those with an image that may succeed later.
+async fn warm_messages(
+    warmer: &Warmer,
+    messages: &[Message],
+    deadline: Option<Instant>,
+) -> SqsBatchResponse {
+    let mut planned: Vec<PlannedImage> = Vec::new();
+    let mut owners = Vec::new();
+    let mut again: Vec<&str> = Vec::new();
+    for message in messages {
+        if message.message_id.is_empty() {
+            tracing::error!("an SQS record without messageId cannot be reported back");
+            continue;
+        }
+        let images = match &message.images {
+            Ok(images) => images,
+            Err(reason) => {
+                tracing::error!(message_id = %message.message_id, %reason, "unreadable message");
+                again.push(&message.message_id);
+                continue;
+            }
+        };
+        let message_plan = plan::plan(images, &warmer.rules);
+        if message_plan.iter().all(|image| image.reference.is_none()) {
+            tracing::error!(message_id = %message.message_id, "the message holds no valid image reference");
+            again.push(&message.message_id);
+            continue;
+        }
+        owners.extend(std::iter::repeat_n(
+            message.message_id.as_str(),
+            message_plan.len(),
+        ));
+        planned.extend(message_plan);
+    }
+    let report = warm_planned(warmer, &planned, deadline).await;
+    for (image, owner) in report.images.iter().zip(&owners) {
+        if image.retryable && !again.contains(owner) {
+            again.push(owner);
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    for message_id in again {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = message_id.to_string();
+        response.batch_item_failures.push(failure);
+    }
+    response
+}
+
+/// Warms, then logs and emits the metrics of the warm.
+async fn warm_planned(
+    warmer: &Warmer,
+    planned: &[PlannedImage],
+    deadline: Option<Instant>,
+) -> Report {
+    let options = WarmOptions {
+        concurrency: warmer.settings.concurrency,
+        deadline,
+        backoff: warmer.backoff,
+        ..WarmOptions::default()
+    };
+    let report = warm::warm(&warmer.ecr, planned, &options, &|_| {}).await;
+    for line in metrics::emf_lines(&report, &warmer.settings.metrics_namespace) {
+        println!("{line}");
+    }
+    for image in &report.images {
+        if matches!(image.status, Status::Failed | Status::Skipped) {
+            tracing::warn!(
+                input = %image.input,
+                status = image.status.name(),
+                code = image.failure_code.as_deref().unwrap_or_default(),
+                message = image.message.as_deref().unwrap_or_default(),
+                hint = image.hint.as_deref().unwrap_or_default(),
+                "image not warm"
+            );
+        }
+    }
+    let s = &report.summary;
+    tracing::info!(
+        total = s.total,
+        imported = s.imported,
+        refreshed = s.refreshed,
+        unchanged = s.unchanged,
+        failed = s.failed,
+        skipped = s.skipped,
+        duration_ms = s.duration_ms,
+        "warm finished"
+    );
+    report
 }

@@ -7,6 +7,8 @@
 
 pub mod aws;
 pub mod cli;
+pub mod event;
+pub mod fanout;
 pub mod lambda;
 pub mod metrics;
 pub mod outcome;

@@ -1,0 +1,234 @@
+//! The events that start a warm: an EventBridge schedule, a direct invocation
+//! (or EventBridge Scheduler input), or a batch of SQS messages.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::SqsEvent;
+use serde::Deserialize;
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::plan::read_list;
+
+const SCHEDULED_EVENT: &str = "Scheduled Event";
+
+/// What an invocation was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// An EventBridge schedule: the configured list, or `detail.images`.
+    Schedule { images: Option<Vec<String>> },
+    /// `{"images": [...]}`, or `{}` for the configured list.
+    Direct { images: Option<Vec<String>> },
+    /// SQS messages, each with the references of its body.
+    Sqs(Vec<Message>),
+}
+
+/// One SQS message and what its body holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub message_id: String,
+    /// The references, or why the body cannot be read.
+    pub images: Result<Vec<String>, String>,
+}
+
+/// The body of a direct invocation or of an SQS message in JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImagesRequest {
+    images: Option<Vec<String>>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("unsupported EventBridge event {0:?}: only \"Scheduled Event\" starts a warm")]
+    DetailType(String),
+    #[error("cannot read the {kind} event: {reason}. Send {{\"images\": [\"nginx:1.27\", ...]}}, or {{}} for the configured list")]
+    Shape { kind: &'static str, reason: String },
+}
+
+/// Decodes an invocation's payload.
+pub fn decode(payload: Value) -> Result<Trigger, EventError> {
+    if payload.get("Records").is_some() {
+        return decode_sqs(payload);
+    }
+    if payload.get("detail-type").is_some() {
+        let event: EventBridgeEvent<Value> =
+            serde_json::from_value(payload).map_err(|error| EventError::Shape {
+                kind: "EventBridge",
+                reason: error.to_string(),
+            })?;
+        if event.detail_type != SCHEDULED_EVENT {
+            return Err(EventError::DetailType(event.detail_type));
+        }
+        let images = match event.detail.get("images") {
+            None | Some(Value::Null) => None,
+            Some(images) => Some(string_list(images).map_err(|reason| EventError::Shape {
+                kind: "EventBridge",
+                reason: format!("detail.images {reason}"),
+            })?),
+        };
+        return Ok(Trigger::Schedule { images });
+    }
+    let request: ImagesRequest =
+        serde_json::from_value(payload).map_err(|error| EventError::Shape {
+            kind: "direct invocation",
+            reason: error.to_string(),
+        })?;
+    Ok(Trigger::Direct {
+        images: request.images,
+    })
+}
+
+fn decode_sqs(payload: Value) -> Result<Trigger, EventError> {
+    let event: SqsEvent = serde_json::from_value(payload).map_err(|error| EventError::Shape {
+        kind: "SQS",
+        reason: error.to_string(),
+    })?;
+    let messages = event
+        .records
+        .into_iter()
+        .map(|record| Message {
+            message_id: record.message_id.unwrap_or_default(),
+            images: message_images(record.body.as_deref().unwrap_or_default()),
+        })
+        .collect();
+    Ok(Trigger::Sqs(messages))
+}
+
+/// A message body: `{"images": [...]}`, or plain text with one reference per line.
+fn message_images(body: &str) -> Result<Vec<String>, String> {
+    let body = body.trim();
+    if body.is_empty() {
+        return Err("the message body is empty".to_string());
+    }
+    let images = if body.starts_with(['{', '[']) {
+        let request: ImagesRequest = serde_json::from_str(body)
+            .map_err(|error| format!("the message body is not {{\"images\": [...]}}: {error}"))?;
+        request
+            .images
+            .ok_or("the message body has no \"images\" list")?
+    } else {
+        read_list(body)
+    };
+    if images.iter().all(|image| image.trim().is_empty()) {
+        return Err("the message body names no image".to_string());
+    }
+    Ok(images)
+}
+
+fn string_list(value: &Value) -> Result<Vec<String>, String> {
+    value
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
+        .ok_or_else(|| "must be a list of strings".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_schedule_warms_the_configured_list_or_its_detail_images() {
+        let event = json!({
+            "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-28T12:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/warm"], "detail": {}
+        });
+        assert_eq!(
+            decode(event.clone()),
+            Ok(Trigger::Schedule { images: None })
+        );
+        let mut with_images = event;
+        with_images["detail"] = json!({"images": ["nginx:1.27"]});
+        assert_eq!(
+            decode(with_images.clone()),
+            Ok(Trigger::Schedule {
+                images: Some(vec!["nginx:1.27".into()])
+            })
+        );
+        with_images["detail"] = json!({"images": "nginx"});
+        assert!(decode(with_images)
+            .unwrap_err()
+            .to_string()
+            .contains("detail.images must be a list of strings"));
+    }
+
+    #[test]
+    fn other_eventbridge_events_are_refused() {
+        let event = json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}});
+        assert_eq!(
+            decode(event),
+            Err(EventError::DetailType(
+                "EC2 Instance State-change Notification".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_direct_invocation_names_images_or_none() {
+        assert_eq!(decode(json!({})), Ok(Trigger::Direct { images: None }));
+        assert_eq!(
+            decode(json!({"images": ["nginx", "redis:7"]})),
+            Ok(Trigger::Direct {
+                images: Some(vec!["nginx".into(), "redis:7".into()])
+            })
+        );
+        let error = decode(json!({"image": "nginx"})).unwrap_err().to_string();
+        assert!(
+            error.contains("unknown field `image`") && error.contains("{\"images\""),
+            "{error}"
+        );
+        assert!(decode(json!(["nginx"])).is_err());
+    }
+
+    #[test]
+    fn sqs_bodies_are_json_or_plain_text_and_bad_ones_say_why() {
+        let event = json!({"Records": [
+            {"messageId": "a", "body": "{\"images\": [\"nginx:1.27\"]}", "eventSource": "aws:sqs"},
+            {"messageId": "b", "body": "nginx:1.27\n# comment\nredis:7\n"},
+            {"messageId": "c", "body": "{\"image\": \"nginx\"}"},
+            {"messageId": "d", "body": "   "},
+            {"messageId": "e", "body": "{\"images\": []}"},
+            {"messageId": "f", "body": "[\"nginx\"]"},
+            {"messageId": "g"}
+        ]});
+        let Ok(Trigger::Sqs(messages)) = decode(event) else {
+            panic!("an SQS trigger")
+        };
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d", "e", "f", "g"]);
+        assert_eq!(messages[0].images, Ok(vec!["nginx:1.27".to_string()]));
+        assert_eq!(
+            messages[1].images,
+            Ok(vec!["nginx:1.27".to_string(), "redis:7".to_string()])
+        );
+        assert!(messages[2]
+            .images
+            .as_ref()
+            .unwrap_err()
+            .contains("unknown field `image`"));
+        assert_eq!(
+            messages[3].images,
+            Err("the message body is empty".to_string())
+        );
+        assert_eq!(
+            messages[4].images,
+            Err("the message body names no image".to_string())
+        );
+        assert!(messages[5]
+            .images
+            .as_ref()
+            .unwrap_err()
+            .contains("not {\"images\": [...]}"));
+        assert_eq!(
+            messages[6].images,
+            Err("the message body is empty".to_string())
+        );
+    }
+}
