@@ -368,3 +368,395 @@ async fn warm_planned(
     );
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_ecr::config::retry::RetryConfig;
+    use aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput;
+    use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
+    use aws_sdk_ecr::types::error::RepositoryNotFoundException;
+    use aws_sdk_ecr::types::{Image, ImageFailure, ImageFailureCode, ImageIdentifier};
+    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
+    use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn settings_have_defaults_and_read_every_variable() {
+        let settings = Settings::from_env(env(&[])).unwrap();
+        assert_eq!(
+            (
+                settings.concurrency,
+                settings.fanout_threshold,
+                settings.message_images
+            ),
+            (16, 500, 50)
+        );
+        assert_eq!(settings.metrics_namespace, "EcrCacheWarmer");
+        assert!(
+            settings.images.is_empty() && settings.rules.is_none() && settings.queue_url.is_none()
+        );
+
+        let file = std::env::temp_dir().join(format!("warm-images-{}.txt", std::process::id()));
+        std::fs::write(&file, "# extra\nquay.io/prometheus/node-exporter:v1.8.2\n").unwrap();
+        let settings = Settings::from_env(env(&[
+            ("WARM_IMAGES", "nginx:1.27, redis:7\nalpine"),
+            ("WARM_IMAGES_FILE", file.to_str().unwrap()),
+            ("WARM_RULES", "docker-hub=registry-1.docker.io,quay=quay.io"),
+            ("WARM_CONCURRENCY", "4"),
+            ("METRICS_NAMESPACE", "Team/Warmer"),
+            (
+                "WARM_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/123456789012/warm",
+            ),
+            ("WARM_FANOUT_THRESHOLD", "100"),
+            ("WARM_MESSAGE_IMAGES", "20"),
+        ]))
+        .unwrap();
+        std::fs::remove_file(&file).ok();
+        assert_eq!(
+            settings.images,
+            [
+                "nginx:1.27",
+                "redis:7",
+                "alpine",
+                "quay.io/prometheus/node-exporter:v1.8.2"
+            ]
+        );
+        assert_eq!(settings.rules.unwrap().iter().count(), 2);
+        assert_eq!(
+            (
+                settings.concurrency,
+                settings.fanout_threshold,
+                settings.message_images
+            ),
+            (4, 100, 20)
+        );
+        assert_eq!(settings.metrics_namespace, "Team/Warmer");
+    }
+
+    #[test]
+    fn a_bad_setting_is_a_clear_error() {
+        let cases = [
+            (
+                ("WARM_CONCURRENCY", "0"),
+                "WARM_CONCURRENCY=\"0\" is not valid: a whole number from 1 to 256",
+            ),
+            (
+                ("WARM_CONCURRENCY", "many"),
+                "WARM_CONCURRENCY=\"many\" is not valid",
+            ),
+            (
+                ("WARM_FANOUT_THRESHOLD", "-1"),
+                "WARM_FANOUT_THRESHOLD=\"-1\" is not valid: a whole number of at least 1",
+            ),
+            (("WARM_MESSAGE_IMAGES", "5000"), "from 1 to 1000"),
+            (
+                ("WARM_RULES", "docker-hub"),
+                "invalid WARM_RULES: invalid rule \"docker-hub\"",
+            ),
+            (
+                ("WARM_IMAGES_FILE", "/nonexistent/images.txt"),
+                "cannot read WARM_IMAGES_FILE /nonexistent/images.txt",
+            ),
+        ];
+        for ((name, value), expected) in cases {
+            let error = Settings::from_env(env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{name}={value}: {error}");
+        }
+    }
+
+    /// Upstream: tags named `missing*` do not exist, `busy*` hit the upstream's
+    /// rate limit; every other tag is imported.
+    fn fake_ecr() -> aws_sdk_ecr::Client {
+        let describe = mock!(aws_sdk_ecr::Client::describe_images).then_error(|| {
+            DescribeImagesError::RepositoryNotFoundException(
+                RepositoryNotFoundException::builder().build(),
+            )
+        });
+        let batch = mock!(aws_sdk_ecr::Client::batch_get_image).then_compute_output(|req| {
+            let mut output = BatchGetImageOutput::builder();
+            for id in req.image_ids() {
+                let tag = id.image_tag().unwrap_or_default();
+                let code = match tag {
+                    t if t.starts_with("missing") => Some("ImageNotFound"),
+                    t if t.starts_with("busy") => Some("UpstreamTooManyRequests"),
+                    _ => None,
+                };
+                output = match code {
+                    Some(code) => output.failures(
+                        ImageFailure::builder()
+                            .image_id(id.clone())
+                            .failure_code(ImageFailureCode::from(code))
+                            .failure_reason(code)
+                            .build(),
+                    ),
+                    None => output.images(
+                        Image::builder()
+                            .image_id(
+                                ImageIdentifier::builder()
+                                    .image_tag(tag)
+                                    .image_digest(format!("sha256:{:064x}", tag.len()))
+                                    .build(),
+                            )
+                            .build(),
+                    ),
+                };
+            }
+            output.build()
+        });
+        mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&describe, &batch], |c| c
+            .retry_config(RetryConfig::disabled()))
+    }
+
+    /// A queue that refuses entry "0" of the first call, and records every body.
+    fn fake_queue(bodies: Arc<Mutex<Vec<String>>>) -> aws_sdk_sqs::Client {
+        let calls = Arc::new(Mutex::new(0));
+        let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(move |req| {
+            let mut calls = calls.lock().unwrap();
+            *calls += 1;
+            let mut output = SendMessageBatchOutput::builder()
+                .set_failed(Some(Vec::new()))
+                .set_successful(Some(Vec::new()));
+            for entry in req.entries() {
+                if *calls == 1 && entry.id() == "0" {
+                    output = output.failed(
+                        BatchResultErrorEntry::builder()
+                            .id(entry.id())
+                            .sender_fault(false)
+                            .code("ServiceUnavailable")
+                            .build()
+                            .unwrap(),
+                    );
+                    continue;
+                }
+                bodies
+                    .lock()
+                    .unwrap()
+                    .push(entry.message_body().to_string());
+                output = output.successful(
+                    SendMessageBatchResultEntry::builder()
+                        .id(entry.id())
+                        .message_id("m")
+                        .md5_of_message_body("x")
+                        .build()
+                        .unwrap(),
+                );
+            }
+            output.build().unwrap()
+        });
+        mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule])
+    }
+
+    fn warmer(settings: &[(&str, &str)], bodies: Arc<Mutex<Vec<String>>>) -> Warmer {
+        let mut pairs = vec![("WARM_RULES", "docker-hub=registry-1.docker.io")];
+        pairs.extend_from_slice(settings);
+        let settings = Settings::from_env(env(&pairs)).unwrap();
+        Warmer {
+            rules: settings.rules.clone().unwrap(),
+            settings,
+            ecr: fake_ecr(),
+            sqs: fake_queue(bodies),
+            backoff: Duration::from_millis(1),
+        }
+    }
+
+    fn context_with(left: Duration) -> Context {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let mut context = Context::default();
+        context.deadline = now_ms + left.as_millis() as u64;
+        context
+    }
+
+    async fn invoke(warmer: &Warmer, payload: Value) -> Value {
+        let event = LambdaEvent::new(payload, context_with(Duration::from_secs(60)));
+        handle(warmer, event).await.expect("the handler answers")
+    }
+
+    fn schedule(detail: Value) -> Value {
+        json!({
+            "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-28T12:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": detail
+        })
+    }
+
+    #[tokio::test]
+    async fn a_schedule_warms_the_configured_list() {
+        let warmer = warmer(
+            &[("WARM_IMAGES", "nginx:1.27,redis:missing")],
+            Arc::default(),
+        );
+        let response = invoke(&warmer, schedule(json!({}))).await;
+        assert_eq!(response["summary"]["total"], 2);
+        assert_eq!(response["images"][0]["status"], "imported");
+        assert_eq!(response["images"][1]["failure_code"], "ImageNotFound");
+
+        let response = invoke(&warmer, schedule(json!({"images": ["alpine:3.20"]}))).await;
+        assert_eq!(response["summary"]["total"], 1);
+        assert_eq!(response["images"][0]["input"], "alpine:3.20");
+    }
+
+    #[tokio::test]
+    async fn a_direct_invocation_returns_the_warm_document() {
+        let warmer = warmer(&[("WARM_IMAGES", "nginx:1.27")], Arc::default());
+        let response = invoke(&warmer, json!({"images": ["busybox:1.36", "Bad"]})).await;
+        assert_eq!(response["summary"]["imported"], 1);
+        assert_eq!(response["summary"]["failed"], 1);
+        assert_eq!(response["images"][1]["failure_code"], "InvalidReference");
+        let response = invoke(&warmer, json!({})).await;
+        assert_eq!(response["images"][0]["input"], "nginx:1.27");
+    }
+
+    #[tokio::test]
+    async fn nothing_to_warm_and_unknown_events_are_errors() {
+        let warmer = warmer(&[], Arc::default());
+        let error = handle(&warmer, LambdaEvent::new(json!({}), Context::default()))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("set WARM_IMAGES"), "{error}");
+        let error = handle(
+            &warmer,
+            LambdaEvent::new(json!({"imgs": []}), Context::default()),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `imgs`"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn sqs_names_the_messages_that_must_come_back() {
+        let warmer = warmer(&[], Arc::default());
+        let event = json!({"Records": [
+            {"messageId": "good", "body": "{\"images\": [\"nginx:1.27\"]}"},
+            {"messageId": "wrong-shape", "body": "{\"image\": \"nginx\"}"},
+            {"messageId": "invalid-beside-valid", "body": "nginx:1.26\nNot/Valid:!"},
+            {"messageId": "all-invalid", "body": "Not/Valid:!"},
+            {"messageId": "empty", "body": ""},
+            {"messageId": "missing-upstream", "body": "nginx:missing"},
+            {"messageId": "rate-limited", "body": "nginx:1.25\nnginx:busy"}
+        ]});
+        let response = invoke(&warmer, event).await;
+        let listed: Vec<&str> = response["batchItemFailures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["itemIdentifier"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            listed,
+            ["wrong-shape", "all-invalid", "empty", "rate-limited"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_close_deadline_skips_the_work_and_returns_in_time() {
+        let warmer = warmer(&[("WARM_IMAGES", "nginx:1.27")], Arc::default());
+        let context = context_with(Duration::from_millis(400));
+        let started = Instant::now();
+        let response = handle(&warmer, LambdaEvent::new(json!({}), context))
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_millis(400));
+        assert_eq!(response["images"][0]["status"], "skipped");
+
+        let event = json!({"Records": [{"messageId": "m1", "body": "nginx:1.27"}]});
+        let response = handle(
+            &warmer,
+            LambdaEvent::new(event, context_with(Duration::from_millis(400))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            response["batchItemFailures"][0]["itemIdentifier"], "m1",
+            "skipped work comes back"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_list_is_fanned_out_to_the_queue() {
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let images: Vec<String> = (0..25)
+            .map(|i| format!("nginx:{i}"))
+            .chain(["Bad".to_string()])
+            .collect();
+        let warmer = warmer(
+            &[
+                (
+                    "WARM_QUEUE_URL",
+                    "https://sqs.us-east-1.amazonaws.com/123456789012/warm",
+                ),
+                ("WARM_FANOUT_THRESHOLD", "10"),
+                ("WARM_MESSAGE_IMAGES", "10"),
+            ],
+            bodies.clone(),
+        );
+        let response = invoke(&warmer, json!({ "images": images })).await;
+        let enqueued = &response["enqueued"];
+        assert_eq!(
+            (enqueued["messages"].as_u64(), enqueued["images"].as_u64()),
+            (Some(3), Some(25))
+        );
+        assert_eq!(enqueued["failed_images"], json!([]));
+        assert_eq!(response["not_enqueued"][0]["input"], "Bad");
+        let bodies = bodies.lock().unwrap();
+        assert_eq!(
+            bodies.len(),
+            3,
+            "the refused entry was sent again: {bodies:?}"
+        );
+        let sent: usize = bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<Value>(b).unwrap()["images"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(sent, 25);
+    }
+
+    #[tokio::test]
+    async fn a_schedule_enqueues_what_the_deadline_skipped() {
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let warmer = warmer(
+            &[
+                ("WARM_IMAGES", "nginx:1.27"),
+                (
+                    "WARM_QUEUE_URL",
+                    "https://sqs.us-east-1.amazonaws.com/123456789012/warm",
+                ),
+            ],
+            bodies.clone(),
+        );
+        let event = LambdaEvent::new(
+            schedule(json!({})),
+            context_with(Duration::from_millis(400)),
+        );
+        let response = handle(&warmer, event).await.unwrap();
+        assert_eq!(response["summary"]["skipped"], 1);
+        assert_eq!(response["enqueued"]["images"], 1);
+        assert_eq!(*bodies.lock().unwrap(), [r#"{"images":["nginx:1.27"]}"#]);
+    }
+}
