@@ -23,6 +23,7 @@ lint:
 
 test: deps lint
 	cargo test
+	bash tests/lambda-e2e.sh
 
 clean:
 	cargo clean

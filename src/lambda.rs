@@ -182,7 +182,19 @@ fn deadline(context: &Context) -> Option<Instant> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+    tracing::debug!(
+        deadline_ms = context.deadline,
+        now_ms,
+        "invocation deadline"
+    );
+    // Some runtime emulators send the timeout itself rather than an epoch
+    // time; a deadline decades in the past can only mean that.
+    let deadline_ms = if context.deadline < now_ms / 2 {
+        now_ms + context.deadline
+    } else {
+        context.deadline
+    };
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
     let margin = (left / 10).clamp(Duration::from_millis(500), Duration::from_secs(5));
     Some(Instant::now() + left.saturating_sub(margin))
 }
@@ -691,6 +703,33 @@ mod tests {
             response["batchItemFailures"][0]["itemIdentifier"], "m1",
             "skipped work comes back"
         );
+    }
+
+    #[test]
+    fn the_deadline_leaves_a_margin_to_answer_in() {
+        let left = |context: &Context| {
+            deadline(context)
+                .unwrap()
+                .saturating_duration_since(Instant::now())
+        };
+        let in_a_minute = left(&context_with(Duration::from_secs(60)));
+        assert!(
+            in_a_minute > Duration::from_secs(53) && in_a_minute <= Duration::from_secs(55),
+            "{in_a_minute:?}"
+        );
+        let in_two_seconds = left(&context_with(Duration::from_secs(2)));
+        assert!(
+            in_two_seconds <= Duration::from_millis(1500),
+            "{in_two_seconds:?}"
+        );
+        let mut relative = Context::default();
+        relative.deadline = 600_000;
+        let emulated = left(&relative);
+        assert!(
+            emulated > Duration::from_secs(590) && emulated <= Duration::from_secs(595),
+            "{emulated:?}"
+        );
+        assert_eq!(deadline(&Context::default()), None);
     }
 
     #[tokio::test]
