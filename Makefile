@@ -2,12 +2,17 @@
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all build test lint deps clean
+.PHONY: all build lambda test lint deps clean
 
 all: build
 
 build:
 	cargo build --release
+
+# The deployment package for Lambda on arm64 (target/lambda/ecr-cache-warmer/bootstrap);
+# `sam build` does the same through cargo-lambda.
+lambda: deps
+	cargo lambda build --release --arm64
 
 deps: $(VENV)/.installed
 
@@ -20,9 +25,11 @@ $(VENV)/.installed: requirements-dev.txt
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cfn-lint template.yaml
 
 test: deps lint
 	cargo test
+	python3 tests/template_check.py
 	bash tests/lambda-e2e.sh
 
 clean:
