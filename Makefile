@@ -30,6 +30,7 @@ lint:
 test: deps lint
 	cargo test
 	python3 tests/template_check.py
+	python3 -m pytest -q emulator/tests
 	bash tests/lambda-e2e.sh
 
 clean:

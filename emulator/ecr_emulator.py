@@ -1,0 +1,445 @@
+"""An emulator of Amazon ECR with pull-through cache semantics, built on moto's server.
+
+moto serves ECR's repositories and images; this adds what moto lacks:
+
+- CreatePullThroughCacheRule, DescribePullThroughCacheRules (paginated), DeletePullThroughCacheRule;
+- the first pull through a rule imports the image from an upstream catalog (a JSON file),
+  creating the cache repository as ECR does; a tag that changed upstream is refreshed on a pull
+  after the re-check interval; a tag absent upstream gives ImageNotFound; a namespace that the
+  registry policy denies gives RepositoryNotFoundException, as ECR does;
+- GetDownloadUrlForLayer for imported layers, with a URL in the form of ECR's layer storage, and
+  a share of layers first reported as still coming from upstream;
+- fault injection: added latency, a share of ThrottlingException, a share of UpstreamUnavailable.
+
+Run: python emulator/ecr_emulator.py --port 5000 [--config emulator/demo.json]
+"""
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import random
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ecr.models import ecr_backends
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+DEFAULT_CATALOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalog.json")
+INDEX_TYPES = {
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+# ECR's upstream registry names, by upstream URL.
+UPSTREAM_NAMES = {
+    "public.ecr.aws": "ecr-public",
+    "registry.k8s.io": "k8s",
+    "quay.io": "quay",
+    "registry-1.docker.io": "docker-hub",
+    "ghcr.io": "github-container-registry",
+    "registry.gitlab.com": "gitlab-container-registry",
+    "cgr.dev": "chainguard",
+}
+
+
+class EcrError(Exception):
+    def __init__(self, code, message, status=400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+class Catalog:
+    """The upstream registries: registry -> repository -> tag -> manifest bytes.
+
+    Read again whenever the file changes, so that a test can move a tag upstream."""
+
+    def __init__(self, path):
+        self.path = path
+        self.mtime = None
+        self.registries = {}
+        self.lock = threading.Lock()
+
+    def lookup(self, registry, repository, tag):
+        """(manifest bytes, media type, digest, children) of a tag, or None."""
+        entry = self._current().get(registry, {}).get(repository)
+        return entry["tags"].get(tag) if entry else None
+
+    def _current(self):
+        with self.lock:
+            mtime = os.stat(self.path).st_mtime_ns
+            if mtime != self.mtime:
+                with open(self.path) as f:
+                    self.registries = load_catalog(json.load(f))
+                self.mtime = mtime
+            return self.registries
+
+
+def load_catalog(data):
+    """Serializes every manifest and computes its digest and size from its bytes."""
+    registries = {}
+    for registry, repositories in data.items():
+        if registry.startswith("_"):
+            continue
+        registries[registry] = {}
+        for repository, entry in repositories.items():
+            named = entry.get("manifests", {})
+            resolved = {}
+
+            def resolve(name, stack=()):
+                if name in resolved:
+                    return resolved[name]
+                if name not in named or name in stack:
+                    raise ValueError(f"catalog {registry}/{repository}: no manifest named {name!r}")
+                resolved[name] = serialize(named[name], lambda n: resolve(n, stack + (name,)))
+                return resolved[name]
+
+            tags = {tag: serialize(manifest, resolve) for tag, manifest in entry.get("tags", {}).items()}
+            registries[registry][repository] = {"tags": tags}
+    return registries
+
+
+def serialize(manifest, resolve):
+    """(bytes, media type, digest, children) with "@name" placeholders filled in."""
+    children = []
+
+    def fill(value):
+        if isinstance(value, dict):
+            filled = {k: fill(v) for k, v in value.items()}
+            if isinstance(value.get("digest"), str) and value["digest"].startswith("@"):
+                child = resolve(value["digest"][1:])
+                filled["size"] = len(child[0])
+                children.append(child)
+            return filled
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, str) and value.startswith("@"):
+            return resolve(value[1:])[2]
+        return value
+
+    body = json.dumps(fill(manifest), indent=3).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    return body, manifest["mediaType"], digest, children
+
+
+def layers_of(manifest_bytes):
+    manifest = json.loads(manifest_bytes)
+    return [layer["digest"] for layer in manifest.get("layers", [])] + (
+        [manifest["config"]["digest"]] if "config" in manifest else []
+    )
+
+
+class Emulator:
+    """A WSGI app: ECR calls this emulator knows are answered here, the rest by moto."""
+
+    def __init__(self, config):
+        self.config = config
+        self.catalog = Catalog(config.get("catalog", DEFAULT_CATALOG))
+        self.recheck_seconds = float(config.get("recheck_interval_seconds", 0))
+        self.denied = list(config.get("denied_namespaces", []))
+        self.pending_layer_share = float(config.get("pending_layer_share", 0))
+        faults = config.get("faults", {})
+        self.latency = float(faults.get("latency_ms", 0)) / 1000
+        self.throttle_share = float(faults.get("throttle_share", 0))
+        self.unavailable_share = float(faults.get("upstream_unavailable_share", 0))
+        self.random = random.Random(faults.get("seed", 1))
+        self.rules = {}  # (region, prefix) -> rule
+        self.checked = {}  # (region, repository, tag) -> time of the last upstream check
+        self.served_layers = set()  # (region, repository, digest) already asked for once
+        self.lock = threading.RLock()
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        # moto keeps its state per process: an emulator starts from an empty registry.
+        ecr_backends[DEFAULT_ACCOUNT_ID].reset()
+        self.handlers = {
+            "CreatePullThroughCacheRule": self.create_rule,
+            "DescribePullThroughCacheRules": self.describe_rules,
+            "DeletePullThroughCacheRule": self.delete_rule,
+            "BatchGetImage": self.batch_get_image,
+            "GetDownloadUrlForLayer": self.get_download_url_for_layer,
+        }
+        for rule in config.get("rules", []):
+            self.create_rule(rule, config.get("region", "us-east-1"))
+
+    def __call__(self, environ, start_response):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith(TARGET_PREFIX):
+            return self.moto(environ, start_response)
+        operation = target[len(TARGET_PREFIX):]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            self.inject_faults(operation)
+            handler = self.handlers.get(operation)
+            if handler is None:
+                return self.moto(environ, start_response)
+            with self.lock:
+                answer = handler(json.loads(body or b"{}"), region_of(environ))
+            return respond(start_response, 200, answer)
+        except EcrError as error:
+            return respond(start_response, error.status, {"__type": error.code, "message": error.message})
+
+    def inject_faults(self, operation):
+        if self.latency:
+            time.sleep(self.latency)
+        if operation in ("BatchGetImage", "DescribeImages", "GetDownloadUrlForLayer"):
+            with self.lock:
+                throttled = self.random.random() < self.throttle_share
+            if throttled:
+                raise EcrError("ThrottlingException", "Rate exceeded")
+
+    # --- pull-through cache rules ---
+
+    def create_rule(self, request, region):
+        prefix = request["ecrRepositoryPrefix"]
+        url = request["upstreamRegistryUrl"]
+        if (region, prefix) in self.rules:
+            raise EcrError(
+                "PullThroughCacheRuleAlreadyExistsException",
+                f"A pull-through cache rule with prefix '{prefix}' already exists",
+            )
+        rule = {
+            "ecrRepositoryPrefix": prefix,
+            "upstreamRegistryUrl": url,
+            "createdAt": datetime.now(timezone.utc).timestamp(),
+            "registryId": DEFAULT_ACCOUNT_ID,
+            "upstreamRegistry": request.get("upstreamRegistry", UPSTREAM_NAMES.get(url, "docker-hub")),
+            "upstreamRepositoryPrefix": request.get("upstreamRepositoryPrefix", "ROOT"),
+        }
+        if "credentialArn" in request:
+            rule["credentialArn"] = request["credentialArn"]
+        self.rules[(region, prefix)] = rule
+        return rule
+
+    def describe_rules(self, request, region):
+        wanted = request.get("ecrRepositoryPrefixes")
+        rules = [r for (reg, p), r in sorted(self.rules.items()) if reg == region and (not wanted or p in wanted)]
+        if wanted and len(rules) < len(wanted):
+            raise EcrError("PullThroughCacheRuleNotFoundException", "The pull-through cache rule does not exist")
+        start = int(request.get("nextToken") or 0)
+        size = int(request.get("maxResults") or 100)
+        answer = {"pullThroughCacheRules": rules[start:start + size]}
+        if start + size < len(rules):
+            answer["nextToken"] = str(start + size)
+        return answer
+
+    def delete_rule(self, request, region):
+        rule = self.rules.pop((region, request["ecrRepositoryPrefix"]), None)
+        if rule is None:
+            raise EcrError(
+                "PullThroughCacheRuleNotFoundException",
+                f"The pull-through cache rule with prefix '{request['ecrRepositoryPrefix']}' does not exist",
+            )
+        return rule
+
+    def rule_for(self, repository, region):
+        """The rule whose prefix covers the repository, and the upstream path."""
+        best = None
+        for (reg, prefix), rule in self.rules.items():
+            if reg != region:
+                continue
+            if prefix == "ROOT":
+                rest = repository
+            elif repository.startswith(prefix + "/"):
+                rest = repository[len(prefix) + 1:]
+            else:
+                continue
+            if best is None or best[0]["ecrRepositoryPrefix"] == "ROOT":
+                best = (rule, rest)
+        if best is None:
+            return None
+        rule, rest = best
+        upstream_prefix = rule.get("upstreamRepositoryPrefix", "ROOT")
+        path = rest if upstream_prefix == "ROOT" else f"{upstream_prefix}/{rest}"
+        return rule, path
+
+    # --- pulls through the cache ---
+
+    def batch_get_image(self, request, region):
+        name = request["repositoryName"]
+        backend = ecr_backends[DEFAULT_ACCOUNT_ID][region]
+        ids = request.get("imageIds") or []
+        if not ids:
+            raise EcrError("InvalidParameterException", "imageIds must have at least one entry")
+        found = self.rule_for(name, region)
+        if name not in backend.repositories:
+            if found is None:
+                raise not_found_repository(name)
+            if any(name == d or name.startswith(d.rstrip("/") + "/") for d in self.denied):
+                # A registry policy without ecr:CreateRepository for the namespace: ECR says
+                # the repository does not exist although the rule covers it.
+                raise not_found_repository(name)
+            backend.create_repository(name, None, None, None, "MUTABLE", [])
+        repository = backend.repositories[name]
+        images, failures = [], []
+        for image_id in ids:
+            tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
+            if found and tag:
+                unavailable = self.random.random() < self.unavailable_share
+                if unavailable:
+                    failures.append(failure(image_id, "UpstreamUnavailable", "The upstream registry is unavailable"))
+                    continue
+                self.import_tag(backend, repository, found, tag, region)
+            image = find_image(repository, tag, digest)
+            if image is None:
+                failures.append(failure(image_id, "ImageNotFound", "Requested image not found"))
+            elif digest and tag and image.get_image_digest() != digest:
+                failures.append(failure(image_id, "ImageTagDoesNotMatchDigest", "Tag does not match digest"))
+            else:
+                images.append({
+                    "registryId": DEFAULT_ACCOUNT_ID,
+                    "repositoryName": name,
+                    "imageId": {"imageTag": tag, "imageDigest": image.get_image_digest()} if tag
+                    else {"imageDigest": image.get_image_digest()},
+                    "imageManifest": image.image_manifest,
+                    "imageManifestMediaType": image.image_manifest_media_type,
+                })
+        return {"images": images, "failures": failures}
+
+    def import_tag(self, backend, repository, found, tag, region):
+        """Imports or re-checks a tag, as a pull through the cache does."""
+        rule, path = found
+        key = (region, repository.name, tag)
+        cached = find_image(repository, tag, None)
+        last = self.checked.get(key)
+        if cached is not None and last is not None and time.time() - last < self.recheck_seconds:
+            return
+        self.checked[key] = time.time()
+        upstream = self.catalog.lookup(rule["upstreamRegistryUrl"], path, tag)
+        if upstream is None:
+            return  # absent upstream: a cached copy is still served, else ImageNotFound
+        body, media_type, digest, children = upstream
+        if cached is not None and cached.get_image_digest() == digest:
+            return
+        pending = [(body, media_type, digest, children)]
+        while pending:
+            child_body, child_type, child_digest, grandchildren = pending.pop()
+            pending.extend(grandchildren)
+            if child_digest != digest and find_image(repository, None, child_digest) is None:
+                backend.put_image(repository.name, child_body.decode(), None, child_type, child_digest)
+        backend.put_image(repository.name, body.decode(), tag, media_type, digest)
+
+    def get_download_url_for_layer(self, request, region):
+        name, layer = request["repositoryName"], request["layerDigest"]
+        backend = ecr_backends[DEFAULT_ACCOUNT_ID][region]
+        repository = backend.repositories.get(name)
+        if repository is None:
+            raise not_found_repository(name)
+        if not any(layer in layers_of(image.image_manifest) for image in repository.images):
+            raise EcrError("LayersNotFoundException", f"The layer {layer} does not exist in repository {name}")
+        key = (region, name, layer)
+        first_time = key not in self.served_layers
+        self.served_layers.add(key)
+        share = int(hashlib.sha256(layer.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        if first_time and share < self.pending_layer_share:
+            found = self.rule_for(name, region)
+            host, path = (found[0]["upstreamRegistryUrl"], found[1]) if found else ("upstream", name)
+            return {"downloadUrl": f"https://{host}/v2/{path}/blobs/{layer}", "layerDigest": layer}
+        hex_digest = layer.split(":", 1)[-1]
+        url = (
+            f"https://prod-{region}-starport-layer-bucket.s3.{region}.amazonaws.com/"
+            f"{hex_digest[:4]}-{DEFAULT_ACCOUNT_ID}-{hex_digest[4:12]}/{hex_digest[12:48]}"
+            f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600"
+        )
+        return {"downloadUrl": url, "layerDigest": layer}
+
+
+def find_image(repository, tag, digest):
+    for image in repository.images:
+        if tag is not None and tag in image.image_tags:
+            return image
+        if tag is None and digest is not None and image.get_image_digest() == digest:
+            return image
+    return None
+
+
+def failure(image_id, code, reason):
+    return {"imageId": image_id, "failureCode": code, "failureReason": reason}
+
+
+def not_found_repository(name):
+    return EcrError(
+        "RepositoryNotFoundException",
+        f"The repository with name '{name}' does not exist in the registry with id '{DEFAULT_ACCOUNT_ID}'",
+    )
+
+
+def region_of(environ):
+    """The Region from the request's SigV4 credential scope."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    try:
+        return authorization.split("Credential=", 1)[1].split("/")[2]
+    except IndexError:
+        return "us-east-1"
+
+
+def respond(start_response, status, body):
+    data = json.dumps(body, default=str).encode()
+    reason = {200: "OK", 400: "Bad Request"}.get(status, "Error")
+    start_response(f"{status} {reason}", [
+        ("Content-Type", "application/x-amz-json-1.1"),
+        ("Content-Length", str(len(data))),
+        ("x-amzn-RequestId", hashlib.md5(data).hexdigest()),
+    ])
+    return [data]
+
+
+class QuietHandler(WSGIRequestHandler):
+    """No access log line per request."""
+
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+def serve(config, host="127.0.0.1", port=0):
+    """Starts the emulator in a thread; returns the server (server.port, server.shutdown())."""
+    server = make_server(host, port, Emulator(config), threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--config", help="a JSON file: rules, catalog, recheck_interval_seconds, "
+                        "denied_namespaces, pending_layer_share, faults")
+    parser.add_argument("--catalog", help="the upstream catalog (default: catalog.json beside this file)")
+    parser.add_argument("--rule", action="append", default=[], metavar="PREFIX=UPSTREAM",
+                        help="a pull-through cache rule to create at start; repeatable")
+    args = parser.parse_args(argv)
+    config = {}
+    if args.config:
+        with open(args.config) as f:
+            config = json.load(f)
+        base = os.path.dirname(os.path.abspath(args.config))
+        if "catalog" in config:
+            config["catalog"] = os.path.join(base, config["catalog"])
+    if args.catalog:
+        config["catalog"] = args.catalog
+    for text in args.rule:
+        prefix, _, upstream = text.partition("=")
+        if not prefix or not upstream:
+            parser.error(f"invalid --rule {text!r}: expected PREFIX=UPSTREAM")
+        url, _, upstream_prefix = upstream.partition("/")
+        rule = {"ecrRepositoryPrefix": prefix, "upstreamRegistryUrl": url}
+        if upstream_prefix:
+            rule["upstreamRepositoryPrefix"] = upstream_prefix
+        config.setdefault("rules", []).append(rule)
+    server = make_server(args.host, args.port, Emulator(config), threaded=True, request_handler=QuietHandler)
+    print(f"ECR emulator listening on http://{args.host}:{server.port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
