@@ -2,7 +2,7 @@
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all build lambda test lint deps clean
+.PHONY: all build lambda demo test lint deps clean
 
 all: build
 
@@ -21,6 +21,10 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# The warmer's main job on this machine, against an ECR emulator: see README.
+demo: deps
+	bash scripts/demo.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -112,13 +112,11 @@ pub fn plan(inputs: &[String], rules: &Rules) -> Vec<PlannedImage> {
 /// The references in a list as people keep them: one per line (or separated
 /// by commas), blank lines and `#` comments ignored.
 pub fn read_list(text: &str) -> Vec<String> {
-    text.split(['\n', ','])
-        .map(|line| match line.find('#') {
-            Some(comment) => &line[..comment],
-            None => line,
-        })
+    text.lines()
+        .map(|line| line.split_once('#').map_or(line, |(before, _)| before))
+        .flat_map(|line| line.split(','))
         .map(str::trim)
-        .filter(|line| !line.is_empty())
+        .filter(|item| !item.is_empty())
         .map(str::to_string)
         .collect()
 }
@@ -130,7 +128,7 @@ mod tests {
     #[test]
     fn reads_lists_with_comments_and_blank_lines() {
         let text =
-            "# base images\nnginx:1.27\n\n  redis:7  # cache\r\nalpine,busybox\n#quay.io/x\n";
+            "# base images\nnginx:1.27\n\n  redis:7  # cache, warm\r\nalpine,busybox\n#quay.io/x\n";
         assert_eq!(
             read_list(text),
             ["nginx:1.27", "redis:7", "alpine", "busybox"]

@@ -1,7 +1,9 @@
-//! A moto server for integration tests: started on a free loopback port,
-//! stopped when dropped.
+//! Servers for integration tests: moto, and the pull-through cache emulator
+//! built on it. Each starts on a free loopback port and stops when dropped.
+#![allow(dead_code)] // each test file uses its own part
 
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,28 +13,49 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
+    /// moto's own server.
     pub fn start() -> MotoServer {
         let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string());
         let port = free_port();
-        let child = Command::new(&program)
+        let command = Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start {program}: {error}; run `make deps` (pip install 'moto[server]')"
-                )
-            });
-        let server = MotoServer {
+            .spawn();
+        MotoServer::listening(command, &program, port)
+    }
+
+    /// The pull-through cache emulator (emulator/ecr_emulator.py) with a JSON config file.
+    pub fn start_emulator(config: &Path) -> MotoServer {
+        let python = std::env::var("EMULATOR_PYTHON").unwrap_or_else(|_| "python3".to_string());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator/ecr_emulator.py");
+        let port = free_port();
+        let command = Command::new(&python)
+            .arg(script)
+            .args(["--port", &port.to_string(), "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn();
+        MotoServer::listening(command, "the ECR emulator", port)
+    }
+
+    fn listening(command: std::io::Result<Child>, name: &str, port: u16) -> MotoServer {
+        let child = command.unwrap_or_else(|error| {
+            panic!("cannot start {name}: {error}; run `make deps` (pip install -r requirements-dev.txt)")
+        });
+        let mut server = MotoServer {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("{name} exited before it listened on port {port}: {status}");
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "moto_server did not listen on port {port} within 30 s"
+                "{name} did not listen on port {port} within 30 s"
             );
             std::thread::sleep(Duration::from_millis(100));
         }

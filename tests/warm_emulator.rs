@@ -1,0 +1,133 @@
+//! `warm` through the pull-through cache emulator: first pulls import, the
+//! next ones find the images unchanged, a tag moved upstream is refreshed.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::MotoServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ecr-cache-warmer");
+const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator/catalog.json");
+
+/// A private folder with a copy of the catalog and an emulator config.
+fn setup(name: &str, config: Value) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("warm-emulator-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let catalog = dir.join("catalog.json");
+    std::fs::copy(CATALOG, &catalog).unwrap();
+    let mut config = config;
+    config["catalog"] = json!("catalog.json");
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    (dir, config_path)
+}
+
+fn warm(server: &MotoServer, images: &[&str]) -> (Option<i32>, Value) {
+    let output = Command::new(BIN)
+        .args(["warm", "--output", "json"])
+        .args(images)
+        .envs(server.env())
+        .env("AWS_MAX_ATTEMPTS", "3")
+        .output()
+        .unwrap();
+    let document = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("a JSON document: {output:?}"));
+    (output.status.code(), document)
+}
+
+fn statuses(document: &Value) -> Vec<&str> {
+    document["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|image| image["status"].as_str().unwrap())
+        .collect()
+}
+
+fn move_tag_upstream(catalog: &Path) {
+    let mut data: Value = serde_json::from_str(&std::fs::read_to_string(catalog).unwrap()).unwrap();
+    let size =
+        &mut data["registry-1.docker.io"]["library/nginx"]["tags"]["1.26"]["layers"][0]["size"];
+    *size = json!(size.as_u64().unwrap() + 1);
+    std::fs::write(catalog, data.to_string()).unwrap();
+}
+
+#[test]
+fn imports_then_finds_unchanged_then_refreshes_a_moved_tag() {
+    let (dir, config) = setup(
+        "lifecycle",
+        json!({
+            "rules": [
+                {"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"},
+                {"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io"}
+            ],
+            "denied_namespaces": ["docker-hub/bitnami"]
+        }),
+    );
+    let emulator = MotoServer::start_emulator(&config);
+    let images = [
+        "nginx:1.27",
+        "nginx:1.26",
+        "quay.io/prometheus/node-exporter:v1.8.2",
+        "bitnami/redis:7",
+        "nginx:0.0-missing",
+    ];
+
+    // Rules are read from the emulator: no --rule.
+    let (code, first) = warm(&emulator, &images);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        statuses(&first),
+        ["imported", "imported", "imported", "failed", "failed"]
+    );
+    assert_eq!(
+        first["images"][3]["failure_code"],
+        "RepositoryNotFoundException"
+    );
+    assert!(first["images"][3]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("ecr:CreateRepository"));
+    assert_eq!(first["images"][4]["failure_code"], "ImageNotFound");
+    assert_eq!(
+        first["images"][2]["cache_repository"],
+        "quay/prometheus/node-exporter"
+    );
+
+    let (code, second) = warm(&emulator, &images[..3]);
+    assert_eq!(code, Some(0), "{second}");
+    assert_eq!(statuses(&second), ["unchanged", "unchanged", "unchanged"]);
+    assert_eq!(second["images"][0]["digest"], first["images"][0]["digest"]);
+
+    move_tag_upstream(&dir.join("catalog.json"));
+    let (_, third) = warm(&emulator, &images[..2]);
+    assert_eq!(statuses(&third), ["unchanged", "refreshed"]);
+    assert_eq!(
+        third["images"][1]["previous_digest"],
+        first["images"][1]["digest"]
+    );
+    assert_ne!(third["images"][1]["digest"], first["images"][1]["digest"]);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn throttling_and_upstream_outages_are_ridden_out() {
+    let (dir, config) = setup(
+        "faults",
+        json!({
+            "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+            "faults": {"throttle_share": 0.3, "upstream_unavailable_share": 0.3, "seed": 7}
+        }),
+    );
+    let emulator = MotoServer::start_emulator(&config);
+    let (code, document) = warm(
+        &emulator,
+        &["nginx:1.27", "nginx:1.26", "redis:7", "alpine:3.20"],
+    );
+    assert_eq!(code, Some(0), "{document}");
+    assert_eq!(statuses(&document), ["imported"; 4]);
+    std::fs::remove_dir_all(dir).ok();
+}
