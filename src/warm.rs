@@ -7,7 +7,7 @@
 //! throttling and outages are retried with backoff, and nothing starts after
 //! the deadline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,8 @@ struct Repository {
     name: String,
     rule_prefix: String,
     requests: Vec<Request>,
+    /// (tag, digest) → position in `requests`, so that an image asked twice is pulled once.
+    positions: HashMap<(Option<String>, Option<String>), usize>,
 }
 
 /// What became of one request.
@@ -113,7 +115,7 @@ enum Answer {
 /// A request's result with the digest that was cached before.
 #[derive(Debug)]
 struct Resolved {
-    result: Answer,
+    answer: Answer,
     previous_digest: Option<String>,
 }
 
@@ -186,6 +188,7 @@ fn group_by_repository(planned: &[PlannedImage]) -> Vec<Repository> {
                 name: target.cache_repository.clone(),
                 rule_prefix: target.rule_prefix.clone(),
                 requests: Vec::new(),
+                positions: HashMap::new(),
             });
         let digest = reference.digest().map(str::to_string);
         // Docker pulls `latest` when neither tag nor digest is written.
@@ -194,26 +197,23 @@ fn group_by_repository(planned: &[PlannedImage]) -> Vec<Repository> {
             (None, Some(_)) => None,
             (None, None) => Some(DEFAULT_TAG.to_string()),
         };
-        match repository
-            .requests
-            .iter_mut()
-            .find(|r| r.tag == tag && r.digest == digest)
-        {
-            Some(request) => request.inputs.push(index),
-            None => {
-                let upstream_reference = match (reference.tag(), reference.digest()) {
-                    (None, None) => format!("{reference}:{DEFAULT_TAG}"),
-                    _ => reference.to_string(),
-                };
-                repository.requests.push(Request {
-                    tag,
-                    digest,
-                    inputs: vec![index],
-                    upstream_reference,
-                    docker_hub: reference.is_docker_hub(),
-                });
-            }
+        let key = (tag.clone(), digest.clone());
+        if let Some(&position) = repository.positions.get(&key) {
+            repository.requests[position].inputs.push(index);
+            continue;
         }
+        let upstream_reference = match (reference.tag(), reference.digest()) {
+            (None, None) => format!("{reference}:{DEFAULT_TAG}"),
+            _ => reference.to_string(),
+        };
+        repository.positions.insert(key, repository.requests.len());
+        repository.requests.push(Request {
+            tag,
+            digest,
+            inputs: vec![index],
+            upstream_reference,
+            docker_hub: reference.is_docker_hub(),
+        });
     }
     repositories.into_values().collect()
 }
@@ -225,12 +225,12 @@ async fn warm_repository(
 ) -> Vec<Resolved> {
     let previous = match cached_digests(ecr, repository, options).await {
         Ok(previous) => previous,
-        Err(result) => {
+        Err(answer) => {
             return repository
                 .requests
                 .iter()
                 .map(|request| Resolved {
-                    result: with_context(&result, repository, request, false),
+                    answer: with_context(&answer, repository, request, false),
                     previous_digest: None,
                 })
                 .collect()
@@ -247,8 +247,8 @@ async fn warm_repository(
             pulled
                 .into_iter()
                 .zip(chunk_previous)
-                .map(|(result, previous)| Resolved {
-                    result,
+                .map(|(answer, previous)| Resolved {
+                    answer,
                     previous_digest: previous.clone(),
                 }),
         );
@@ -593,7 +593,7 @@ fn outcome(
         rule_prefix: Some(repository.rule_prefix.clone()),
         retryable: false,
     };
-    match &resolved.result {
+    match &resolved.answer {
         Answer::Pulled { digest } => {
             outcome.digest = digest.clone().or(outcome.digest);
             outcome.status = match &resolved.previous_digest {
