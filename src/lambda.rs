@@ -19,6 +19,9 @@ use crate::warm::{self, Report, WarmOptions};
 
 const DEFAULT_FANOUT_THRESHOLD: usize = 500;
 const DEFAULT_MESSAGE_IMAGES: usize = 50;
+/// The time kept back from the invocation's deadline to answer in.
+const MIN_MARGIN: Duration = Duration::from_millis(500);
+const MAX_MARGIN: Duration = Duration::from_secs(5);
 /// SQS messages hold at most 256 KiB: a thousand references fit with room to spare.
 const MAX_MESSAGE_IMAGES: usize = 1000;
 
@@ -195,7 +198,7 @@ fn deadline(context: &Context) -> Option<Instant> {
         context.deadline
     };
     let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    let margin = (left / 10).clamp(Duration::from_millis(500), Duration::from_secs(5));
+    let margin = (left / 10).clamp(MIN_MARGIN, MAX_MARGIN);
     Some(Instant::now() + left.saturating_sub(margin))
 }
 
@@ -229,7 +232,9 @@ async fn warm_list(
             .map(|image| image.input.clone())
             .collect();
         if !skipped.is_empty() {
-            let enqueued = enqueue(warmer, queue_url, &skipped, None).await;
+            // The warm used its time up to the margin; sending takes a part of the margin.
+            let send_by = deadline.map(|d| d + MIN_MARGIN * 4 / 5);
+            let enqueued = enqueue(warmer, queue_url, &skipped, send_by).await;
             response["enqueued"] = serde_json::to_value(enqueued)?;
         }
     }
