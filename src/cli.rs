@@ -387,7 +387,9 @@ fn write_warm_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
 /// `sha256:` and the first 12 hex digits, as `docker images` shortens IDs.
 fn short_digest(digest: &str) -> String {
     match digest.split_once(':') {
-        Some((algorithm, hex)) => format!("{algorithm}:{}", &hex[..hex.len().min(12)]),
+        Some((algorithm, hex)) => {
+            format!("{algorithm}:{}", hex.chars().take(12).collect::<String>())
+        }
         None => digest.to_string(),
     }
 }
