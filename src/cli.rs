@@ -162,7 +162,10 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     let planned = plan::plan(&inputs, &rules);
     let options = WarmOptions {
         concurrency: usize::from(args.concurrency),
-        deadline: args.timeout.map(|timeout| started + timeout),
+        // A timeout too long to represent is no timeout.
+        deadline: args
+            .timeout
+            .and_then(|timeout| started.checked_add(timeout)),
         ..WarmOptions::default()
     };
     let progress = progress_bar(planned.len());
@@ -447,6 +450,10 @@ mod tests {
             .unwrap_err()
             .contains("invalid duration \"soon\""));
         assert!(parse_duration("5d").is_err());
+        assert_eq!(
+            parse_duration("18446744073709551615h"),
+            Ok(Duration::from_secs(u64::MAX))
+        );
     }
 
     #[test]

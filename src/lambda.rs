@@ -193,13 +193,14 @@ fn deadline(context: &Context) -> Option<Instant> {
     // Some runtime emulators send the timeout itself rather than an epoch
     // time; a deadline decades in the past can only mean that.
     let deadline_ms = if context.deadline < now_ms / 2 {
-        now_ms + context.deadline
+        now_ms.saturating_add(context.deadline)
     } else {
         context.deadline
     };
     let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
     let margin = (left / 10).clamp(MIN_MARGIN, MAX_MARGIN);
-    Some(Instant::now() + left.saturating_sub(margin))
+    // A deadline too far to represent is no deadline.
+    Instant::now().checked_add(left.saturating_sub(margin))
 }
 
 async fn warm_list(
@@ -735,6 +736,9 @@ mod tests {
             "{emulated:?}"
         );
         assert_eq!(deadline(&Context::default()), None);
+        let mut far = Context::default();
+        far.deadline = u64::MAX;
+        let _ = deadline(&far);
     }
 
     #[tokio::test]
