@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
 
+use crate::backoff::Backoff;
+
 /// SQS takes at most 10 entries per SendMessageBatch.
 const ENTRIES_PER_CALL: usize = 10;
 const ATTEMPTS: u32 = 4;
@@ -43,15 +45,9 @@ pub async fn enqueue(
     };
     for batch in bodies.chunks(ENTRIES_PER_CALL) {
         let mut pending: Vec<usize> = (0..batch.len()).collect();
-        let mut last_errors: Vec<String> = Vec::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                let delay = backoff.saturating_mul(1 << attempt);
-                if deadline.is_some_and(|d| Instant::now() + delay >= d) {
-                    break;
-                }
-                tokio::time::sleep(delay).await;
-            }
+        let mut last_errors: Vec<String>;
+        let mut retries = Backoff::new(backoff, ATTEMPTS, deadline);
+        loop {
             let entries: Vec<SendMessageBatchRequestEntry> = pending
                 .iter()
                 .filter_map(|&i| {
@@ -89,7 +85,7 @@ pub async fn enqueue(
                     last_errors = vec![crate::aws::describe_error(&error)];
                 }
             }
-            if pending.is_empty() {
+            if pending.is_empty() || !retries.wait().await {
                 break;
             }
         }

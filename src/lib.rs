@@ -6,6 +6,7 @@
 //! as an AWS Lambda function ([`lambda`]).
 
 pub mod aws;
+pub mod backoff;
 pub mod cli;
 pub mod event;
 pub mod fanout;

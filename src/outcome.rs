@@ -65,7 +65,6 @@ pub struct Failure {
     pub code: String,
     pub message: String,
     pub hint: Option<String>,
-    pub retryable: bool,
 }
 
 /// What the hints need to know about the image.
@@ -94,18 +93,30 @@ pub fn is_retryable(code: &str) -> bool {
             | "ServiceUnavailableException"
             | "RequestTimeout"
             | "NetworkError"
+            | "NotReturned"
     )
 }
 
 impl Failure {
-    /// A failure with its hint, from ECR's code and message.
-    pub fn from_ecr(code: &str, message: &str, context: &FailureContext<'_>) -> Failure {
+    /// A failure as ECR reported it, before it is known which image it concerns.
+    pub fn new(code: &str, message: &str) -> Failure {
         Failure {
             code: code.to_string(),
             message: message.to_string(),
-            hint: hint(code, context),
-            retryable: is_retryable(code),
+            hint: None,
         }
+    }
+
+    /// A failure with the hint that fits the image.
+    pub fn from_ecr(code: &str, message: &str, context: &FailureContext<'_>) -> Failure {
+        Failure {
+            hint: hint(code, context),
+            ..Failure::new(code, message)
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        is_retryable(&self.code)
     }
 }
 
@@ -234,7 +245,7 @@ mod tests {
         for (code, retryable, expected) in cases {
             let failure = Failure::from_ecr(code, "ECR's message", &context(true, false));
             assert_eq!(failure.message, "ECR's message");
-            assert_eq!(failure.retryable, retryable, "{code}");
+            assert_eq!(failure.retryable(), retryable, "{code}");
             let hint = failure.hint.unwrap_or_default();
             assert!(hint.contains(expected), "{code}: {hint}");
         }
@@ -271,7 +282,7 @@ mod tests {
                 (code, "as ECR said it")
             );
             assert_eq!(failure.hint, None);
-            assert!(!failure.retryable);
+            assert!(!failure.retryable());
         }
     }
 }

@@ -19,13 +19,13 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::aws::describe_error;
+use crate::backoff::Backoff;
 use crate::outcome::{Failure, FailureContext, ImageOutcome, Status};
 use crate::plan::PlannedImage;
 
 /// ECR takes at most 100 image ids per BatchGetImage and DescribeImages call.
 const IDS_PER_CALL: usize = 100;
 const DEFAULT_TAG: &str = "latest";
-const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
 /// Manifest types the warmer accepts: Docker v2 and OCI, single images and
 /// multi-arch indexes, so that a multi-arch tag is cached whole.
@@ -352,12 +352,12 @@ async fn pull(
     options: &WarmOptions,
 ) -> Vec<Answer> {
     let mut results: Vec<Option<Answer>> = vec![None; requests.len()];
-    let mut backoff = Backoff::new(options);
+    let mut backoff = Backoff::new(options.backoff, options.max_attempts, options.deadline);
     loop {
         let pending: Vec<usize> = (0..requests.len())
             .filter(|&i| match &results[i] {
                 None => true,
-                Some(Answer::Failed(failure)) => failure.retryable,
+                Some(Answer::Failed(failure)) => failure.retryable(),
                 _ => false,
             })
             .collect();
@@ -458,13 +458,10 @@ fn match_output(
             answer
                 .or_else(|| unmatched.next().map(image_failure))
                 .unwrap_or_else(|| {
-                    Answer::Failed(Failure {
-                        code: "NotReturned".to_string(),
-                        message: "BatchGetImage returned neither the image nor a failure for it"
-                            .to_string(),
-                        hint: None,
-                        retryable: true,
-                    })
+                    Answer::Failed(Failure::new(
+                        "NotReturned",
+                        "BatchGetImage returned neither the image nor a failure for it",
+                    ))
                 })
         })
         .collect()
@@ -482,13 +479,8 @@ fn image_failure(failure: &ImageFailure) -> Answer {
         .failure_code()
         .map_or("Unknown", |code| code.as_str())
         .to_string();
-    let message = failure.failure_reason().unwrap_or_default().to_string();
-    Answer::Failed(Failure {
-        retryable: crate::outcome::is_retryable(&code),
-        code,
-        message,
-        hint: None,
-    })
+    let message = failure.failure_reason().unwrap_or_default();
+    Answer::Failed(Failure::new(&code, message))
 }
 
 fn image_id(request: &Request) -> ImageIdentifier {
@@ -515,13 +507,7 @@ where
         SdkError::TimeoutError(_) => ("RequestTimeout".to_string(), describe_error(error)),
         _ => ("NetworkError".to_string(), describe_error(error)),
     };
-    let message = format!("{operation}: {detail}");
-    Answer::Failed(Failure {
-        retryable: crate::outcome::is_retryable(&code),
-        code,
-        message,
-        hint: None,
-    })
+    Answer::Failed(Failure::new(&code, &format!("{operation}: {detail}")))
 }
 
 fn batch_get_image_code(error: &BatchGetImageError) -> String {
@@ -565,10 +551,7 @@ fn with_context(
                 docker_hub: request.docker_hub,
                 uncached_digest_only: uncached && request.tag.is_none(),
             };
-            Answer::Failed(Failure {
-                retryable: failure.retryable,
-                ..Failure::from_ecr(&failure.code, &failure.message, &context)
-            })
+            Answer::Failed(Failure::from_ecr(&failure.code, &failure.message, &context))
         }
         other => other.clone(),
     }
@@ -610,7 +593,7 @@ fn outcome(
             outcome.failure_code = Some(failure.code.clone());
             outcome.message = Some(failure.message.clone());
             outcome.hint = failure.hint.clone();
-            outcome.retryable = failure.retryable;
+            outcome.retryable = failure.retryable();
         }
         Answer::Skipped(message) => {
             outcome.message = Some(message.clone());
@@ -686,7 +669,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, SdkError<E, R>>>,
 {
-    let mut backoff = Backoff::new(options);
+    let mut backoff = Backoff::new(options.backoff, options.max_attempts, options.deadline);
     loop {
         let result = match options.deadline {
             Some(deadline) if Instant::now() >= deadline => return Attempted::OutOfTime,
@@ -706,45 +689,6 @@ where
         if !retryable || !backoff.wait().await {
             return Attempted::Done(result);
         }
-    }
-}
-
-/// Exponential backoff with jitter, bounded in attempts and by the deadline.
-struct Backoff<'a> {
-    options: &'a WarmOptions,
-    attempt: u32,
-}
-
-impl<'a> Backoff<'a> {
-    fn new(options: &'a WarmOptions) -> Self {
-        Backoff {
-            options,
-            attempt: 1,
-        }
-    }
-
-    /// Sleeps before the next attempt; false when there is none to make.
-    async fn wait(&mut self) -> bool {
-        if self.attempt >= self.options.max_attempts {
-            return false;
-        }
-        let ceiling = self
-            .options
-            .backoff
-            .saturating_mul(1 << self.attempt.min(16))
-            .min(BACKOFF_CAP);
-        // Half fixed, half random: spreads retries of concurrent calls apart.
-        let delay = ceiling / 2 + ceiling.mul_f64(fastrand::f64() / 2.0);
-        if self
-            .options
-            .deadline
-            .is_some_and(|deadline| Instant::now() + delay >= deadline)
-        {
-            return false;
-        }
-        self.attempt += 1;
-        tokio::time::sleep(delay).await;
-        true
     }
 }
 
