@@ -1,13 +1,17 @@
-"""Checks of template.yaml beyond what cfn-lint knows: the promises the README makes."""
+"""Checks of template.yaml beyond what cfn-lint knows: the promises the README makes, and
+what CloudFormation refuses although a linter may let it pass. Usage:
+python3 tests/template_check.py [TEMPLATE]  (default: template.yaml)"""
+import re
 import sys
+from pathlib import Path
 
-from cfnlint.decode import decode
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sam_template import PSEUDO, TEMPLATE, load_sam, resources_of, to_cloudformation  # noqa: E402
 
-template, errors = decode("template.yaml")
-if errors:
-    sys.exit(f"template.yaml does not parse: {errors}")
-
+path = Path(sys.argv[1]) if len(sys.argv) > 1 else TEMPLATE
+template = load_sam(path)
 resources = template["Resources"]
+parameters = template["Parameters"]
 function = resources["WarmerFunction"]
 props = function["Properties"]
 results = []
@@ -17,12 +21,29 @@ def check(name, condition):
     results.append((name, bool(condition)))
 
 
+def walk(node, key=None):
+    """Every (key, argument) pair of every mapping in the template."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield k, v
+            yield from walk(v, k)
+    elif isinstance(node, list):
+        for item in node:
+            yield from walk(item, key)
+
+
 check("arm64 on provided.al2023, built by cargo-lambda",
       props["Runtime"] == "provided.al2023" and props["Architectures"] == ["arm64"]
       and function["Metadata"]["BuildMethod"] == "rust-cargolambda")
 
+# CloudFormation takes no function in the delimiter of Fn::Join or Fn::Split: the stack
+# fails to create although the template validates.
+delimiters = [(k, v[0]) for k, v in walk(template) if k in ("Fn::Join", "Fn::Split")]
+check("every Fn::Join and Fn::Split delimiter is a literal string",
+      delimiters and all(isinstance(d, str) for _, d in delimiters))
+
 visibility = template["Mappings"]["VisibilityTimeout"]
-timeouts = template["Parameters"]["Timeout"]["AllowedValues"]
+timeouts = parameters["Timeout"]["AllowedValues"]
 check("a visibility timeout of six times every allowed function timeout",
       all(int(visibility[str(t)]["Seconds"]) >= 6 * int(t) for t in timeouts))
 
@@ -35,27 +56,75 @@ check("the SQS event source reports batch item failures",
       events["Queue"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"])
 check("a schedule whose expression is a parameter, every 12 hours by default",
       events["Schedule"]["Properties"]["Schedule"] == {"Ref": "ScheduleExpression"}
-      and template["Parameters"]["ScheduleExpression"]["Default"] == "rate(12 hours)")
-
-repository_actions = {"ecr:BatchGetImage", "ecr:BatchImportUpstreamImage", "ecr:CreateRepository",
-                      "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"}
-statements = [s for policy in props["Policies"] if isinstance(policy, dict) and "Statement" in policy
-              for s in policy["Statement"]]
-granted = set()
-for statement in statements:
-    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-    if repository_actions & set(actions):
-        check(f"{statement['Sid']}: repository actions are not granted on *", statement["Resource"] != "*")
-    granted |= set(actions)
-check("exactly the needed actions are granted",
-      granted == repository_actions | {"ecr:DescribePullThroughCacheRules", "sqs:SendMessage"})
+      and parameters["ScheduleExpression"]["Default"] == "rate(12 hours)")
 
 env = props["Environment"]["Variables"]
-check("the function gets every setting",
-      set(env) == {"WARM_IMAGES", "WARM_RULES", "WARM_CONCURRENCY", "WARM_QUEUE_URL",
-                   "WARM_FANOUT_THRESHOLD", "WARM_MESSAGE_IMAGES", "METRICS_NAMESPACE"})
+settings = {"WARM_IMAGES": "Images", "WARM_RULES": "Rules", "WARM_CONCURRENCY": "Concurrency",
+            "WARM_FANOUT_THRESHOLD": "FanoutThreshold", "WARM_MESSAGE_IMAGES": "MessageImages",
+            "METRICS_NAMESPACE": "MetricsNamespace", "WARM_MAX_TPS": "MaxTps",
+            "WARM_PLATFORMS": "Platforms", "WARM_LAYERS": "Layers", "WARM_LAYER_WAIT": "LayerWait",
+            "WARM_RECHECK_DELAY": "RecheckDelay", "WARM_RECHECK_ATTEMPTS": "RecheckAttempts"}
+check("the function gets every setting from its parameter, and the queue's URL",
+      env == {**{var: {"Ref": p} for var, p in settings.items()}, "WARM_QUEUE_URL": {"Ref": "WarmQueue"}})
+check("the settings' defaults: every platform, layers verified, 2m layer wait, re-checks after 5m, 6 times, no TPS cap",
+      tuple(str(parameters.get(p, {}).get("Default")) for p in
+            ("Platforms", "Layers", "LayerWait", "RecheckDelay", "RecheckAttempts", "MaxTps"))
+      == ("", "verify", "2m", "5m", "6", ""))
 check("function name, queue URL and dead-letter queue URL are outputs",
       {"FunctionName", "QueueUrl", "DeadLetterQueueUrl"} <= set(template["Outputs"]))
+
+# The CachePrefixes pattern (Java's regex syntax, which Python's reads the same here).
+prefixes = parameters["CachePrefixes"]
+pattern = re.compile(prefixes.get("AllowedPattern", "^$"))
+check("CachePrefixes takes 1 to 10 prefixes, ROOT among them, and refuses spaces and an 11th",
+      pattern.fullmatch(prefixes["Default"]) and pattern.fullmatch("ROOT")
+      and pattern.fullmatch(",".join(f"p{i}" for i in range(10)))
+      and pattern.fullmatch("my-app,team/sub.cache_1,ROOT")
+      and not pattern.fullmatch(",".join(f"p{i}" for i in range(11)))
+      and not pattern.fullmatch("docker-hub, quay") and not pattern.fullmatch(""))
+
+# After the SAM transform, as CloudFormation gets it, with and without a VPC.
+repository_actions = {"ecr:BatchGetImage", "ecr:BatchImportUpstreamImage", "ecr:CreateRepository",
+                      "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"}
+repository_arn = f"arn:aws:ecr:{PSEUDO['AWS::Region']}:{PSEUDO['AWS::AccountId']}:repository/"
+vpc = {"SubnetIds": "subnet-0a,subnet-0b", "SecurityGroupIds": "sg-0a"}
+cases = {
+    "defaults": ({}, [f"{repository_arn}{p}/*" for p in prefixes["Default"].split(",")]),
+    "in a VPC": (vpc, [f"{repository_arn}{p}/*" for p in prefixes["Default"].split(",")]),
+    "ten prefixes": ({"CachePrefixes": ",".join(f"p{i}" for i in range(10))},
+                     [f"{repository_arn}p{i}/*" for i in range(10)]),
+    "a ROOT prefix": ({"CachePrefixes": "docker-hub,ROOT"}, [f"{repository_arn}*"]),
+}
+for case, (values, expected_arns) in cases.items():
+    cfn = to_cloudformation(template, values)
+    created = resources_of(cfn, values)
+    roles = {name: r["Properties"] for name, r in created.items() if r["Type"] == "AWS::IAM::Role"}
+    for name, role in roles.items():
+        arns = role.get("ManagedPolicyArns", [])
+        check(f"{case}: no managed policy twice on {name} ({', '.join(a.rsplit('/', 1)[-1] for a in arns) or 'none'})",
+              len(arns) == len(set(arns)))
+    vpc_arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+    role_arn = created["WarmerFunction"]["Properties"]["Role"]
+    function_role = roles.get(role_arn.strip("<>").split(".")[0], {}) if isinstance(role_arn, str) else {}
+    check(f"{case}: the function's role has the VPC access policy exactly when in a VPC",
+          function_role and (vpc_arn in function_role.get("ManagedPolicyArns", [])) == (values is vpc))
+    statements = [s for policy in function_role.get("Policies", [])
+                  for s in policy["PolicyDocument"]["Statement"]]
+    granted = set()
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resource = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if repository_actions & set(actions):
+            check(f"{case}: {statement['Sid']}: the pull actions on {', '.join(r.rsplit(':', 1)[-1] for r in resource)} only",
+                  sorted(resource) == sorted(expected_arns) and set(actions) == repository_actions)
+        if "sqs:SendMessage" in actions:
+            check(f"{case}: {statement['Sid']}: fan-out and re-checks may send (SendMessage, which also allows SendMessageBatch) to the function's own queue only",
+                  resource == ["<WarmQueue.Arn>"])
+        granted |= set(actions)
+    check(f"{case}: exactly the needed actions are granted",
+          granted == repository_actions | {"ecr:DescribePullThroughCacheRules", "sqs:SendMessage",
+                                           "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                                           "logs:CreateLogStream", "logs:PutLogEvents"})
 
 for name, ok in results:
     print(("ok   " if ok else "FAIL ") + name)
