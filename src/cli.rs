@@ -10,11 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
 
+use crate::duration;
 use crate::metrics;
-use crate::outcome::Status;
+use crate::outcome::ImageOutcome;
 use crate::plan::{self, PlannedImage};
 use crate::rules::{Rule, RuleError, Rules};
-use crate::warm::{self, Report, WarmOptions};
+use crate::warm::{self, LayerMode, Platform, Report, WarmOptions};
 
 /// Exit code when some image could not be planned or warmed.
 const EXIT_IMAGE_FAILED: u8 = 1;
@@ -55,8 +56,22 @@ struct WarmArgs {
 
     /// Stop starting new calls after this long (e.g. 90s, 5m, 1h; plain numbers are seconds);
     /// images not attempted by then are reported as skipped
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     timeout: Option<Duration>,
+
+    /// Warm only this platform of multi-arch images (OS/ARCH[/VARIANT], e.g. linux/arm64).
+    /// Repeatable. Default: every runnable platform of the index
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
+    platforms: Vec<Platform>,
+
+    /// What to ask of each image's blobs: none (manifests only), request (ask ECR for every
+    /// blob), verify (also check that each blob is served from ECR's own layer storage)
+    #[arg(long, value_enum, default_value_t = LayerMode::Verify)]
+    layers: LayerMode,
+
+    /// How long blobs that are not on ECR's storage yet are asked again (verify mode)
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "2m")]
+    layer_wait: Duration,
 
     /// Also write CloudWatch Embedded Metric Format lines to FILE
     #[arg(long, value_name = "FILE")]
@@ -166,6 +181,9 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
         deadline: args
             .timeout
             .and_then(|timeout| started.checked_add(timeout)),
+        platforms: args.platforms,
+        layers: args.layers,
+        layer_wait: args.layer_wait,
         ..WarmOptions::default()
     };
     let progress = progress_bar(planned.len());
@@ -197,6 +215,11 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     })
 }
 
+fn parse_platform(text: &str) -> Result<Platform, String> {
+    text.parse()
+        .map_err(|error: warm::platform::PlatformError| error.to_string())
+}
+
 /// A progress bar on stderr, drawn only when stderr is a terminal.
 fn progress_bar(total: usize) -> ProgressBar {
     if !io::stderr().is_terminal() {
@@ -218,30 +241,6 @@ fn report_write_error(written: io::Result<()>) {
             eprintln!("error: cannot write output: {error}");
         }
     }
-}
-
-/// `90`, `90s`, `5m`, `1h`, `250ms`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let invalid = || format!("invalid duration {text:?}: use e.g. 90s, 5m or 1h");
-    let number: u64 = number.parse().map_err(|_| invalid())?;
-    let duration = match unit {
-        "" | "s" => Duration::from_secs(number),
-        "ms" => Duration::from_millis(number),
-        "m" => Duration::from_secs(number.saturating_mul(60)),
-        "h" => Duration::from_secs(number.saturating_mul(3600)),
-        _ => return Err(invalid()),
-    };
-    if duration.is_zero() {
-        return Err(format!(
-            "invalid duration {text:?}: it must be more than zero"
-        ));
-    }
-    Ok(duration)
 }
 
 impl InputArgs {
@@ -325,7 +324,7 @@ fn write_plan_table(out: &mut impl Write, planned: &[PlannedImage]) -> io::Resul
 }
 
 fn write_warm_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
-    let rows: Vec<[String; 4]> = report
+    let rows: Vec<[String; 6]> = report
         .images
         .iter()
         .map(|image| {
@@ -340,19 +339,25 @@ fn write_warm_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
                 image.status.name().to_string(),
                 image.cache_repository.clone().unwrap_or_else(|| "-".into()),
                 version,
+                platforms_cell(image),
+                layers_cell(image),
             ]
         })
         .collect();
     write_table(
         out,
-        ["IMAGE", "STATUS", "CACHE REPOSITORY", "TAG DIGEST"],
+        [
+            "IMAGE",
+            "STATUS",
+            "CACHE REPOSITORY",
+            "TAG DIGEST",
+            "PLATFORMS",
+            "LAYERS CACHED",
+        ],
         &rows,
     )?;
 
-    let troubled = report
-        .images
-        .iter()
-        .filter(|image| matches!(image.status, Status::Failed | Status::Skipped));
+    let troubled = report.images.iter().filter(|image| !image.status.is_warm());
     for image in troubled {
         writeln!(out)?;
         let code = image
@@ -375,16 +380,60 @@ fn write_warm_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "{} image{}: {} imported, {} refreshed, {} unchanged, {} failed, {} skipped in {:.1}s",
+        "{} image{}: {} imported, {} refreshed, {} unchanged, {} pending, {} failed, {} skipped in {:.1}s",
         s.total,
         if s.total == 1 { "" } else { "s" },
         s.imported,
         s.refreshed,
         s.unchanged,
+        s.pending,
         s.failed,
         s.skipped,
         s.duration_ms as f64 / 1000.0
-    )
+    )?;
+    let layers = &s.layers;
+    if layers.total > 0 {
+        writeln!(
+            out,
+            "{} distinct blobs: {} cached on ECR's storage, {} pending, {} failed",
+            layers.total, layers.cached, layers.pending, layers.failed
+        )?;
+    }
+    Ok(())
+}
+
+/// `linux/amd64 linux/arm64/v8`, a platform marked when it is not warm.
+fn platforms_cell(image: &ImageOutcome) -> String {
+    let names: Vec<String> = image
+        .platforms
+        .iter()
+        .filter_map(|platform| {
+            let name = platform.platform.clone()?;
+            Some(match platform.status.is_warm() {
+                true => name,
+                false => format!("{name}({})", platform.status.name()),
+            })
+        })
+        .collect();
+    match names.is_empty() {
+        true => "-".to_string(),
+        false => names.join(" "),
+    }
+}
+
+/// `7/7`: blobs on ECR's storage of all blobs, over every platform.
+fn layers_cell(image: &ImageOutcome) -> String {
+    let (cached, total) = image
+        .platforms
+        .iter()
+        .filter_map(|platform| platform.layers)
+        .fold((0, 0), |(cached, total), layers| {
+            (cached + layers.cached, total + layers.total)
+        });
+    match total {
+        0 => "-".to_string(),
+        _ => format!("{cached}/{total}"),
+    }
 }
 
 /// `sha256:` and the first 12 hex digits, as `docker images` shortens IDs.
@@ -437,24 +486,6 @@ pub fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("0").unwrap_err().contains("more than zero"));
-        assert!(parse_duration("soon")
-            .unwrap_err()
-            .contains("invalid duration \"soon\""));
-        assert!(parse_duration("5d").is_err());
-        assert_eq!(
-            parse_duration("18446744073709551615h"),
-            Ok(Duration::from_secs(u64::MAX))
-        );
-    }
 
     #[test]
     fn digests_are_shortened_like_image_ids() {

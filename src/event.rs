@@ -28,6 +28,8 @@ pub struct Message {
     pub message_id: String,
     /// The references, or why the body cannot be read.
     pub images: Result<Vec<String>, String>,
+    /// How many times these images were checked again for pending layers.
+    pub recheck: u32,
 }
 
 /// The body of a direct invocation or of an SQS message in JSON.
@@ -35,6 +37,9 @@ pub struct Message {
 #[serde(deny_unknown_fields)]
 struct ImagesRequest {
     images: Option<Vec<String>>,
+    /// Set by the function itself when it sends images to check again later.
+    #[serde(default)]
+    recheck: u32,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -86,33 +91,39 @@ fn decode_sqs(payload: Value) -> Result<Trigger, EventError> {
     let messages = event
         .records
         .into_iter()
-        .map(|record| Message {
-            message_id: record.message_id.unwrap_or_default(),
-            images: message_images(record.body.as_deref().unwrap_or_default()),
+        .map(|record| {
+            let body = message_body(record.body.as_deref().unwrap_or_default());
+            Message {
+                message_id: record.message_id.unwrap_or_default(),
+                recheck: body.as_ref().map_or(0, |(_, recheck)| *recheck),
+                images: body.map(|(images, _)| images),
+            }
         })
         .collect();
     Ok(Trigger::Sqs(messages))
 }
 
-/// A message body: `{"images": [...]}`, or plain text with one reference per line.
-fn message_images(body: &str) -> Result<Vec<String>, String> {
+/// A message body: `{"images": [...]}` (with `"recheck": N` when the function
+/// sent it to check again), or plain text with one reference per line.
+fn message_body(body: &str) -> Result<(Vec<String>, u32), String> {
     let body = body.trim();
     if body.is_empty() {
         return Err("the message body is empty".to_string());
     }
-    let images = if body.starts_with(['{', '[']) {
+    let (images, recheck) = if body.starts_with(['{', '[']) {
         let request: ImagesRequest = serde_json::from_str(body)
             .map_err(|error| format!("the message body is not {{\"images\": [...]}}: {error}"))?;
-        request
+        let images = request
             .images
-            .ok_or("the message body has no \"images\" list")?
+            .ok_or("the message body has no \"images\" list")?;
+        (images, request.recheck)
     } else {
-        read_list(body)
+        (read_list(body), 0)
     };
     if images.iter().all(|image| image.trim().is_empty()) {
         return Err("the message body names no image".to_string());
     }
-    Ok(images)
+    Ok((images, recheck))
 }
 
 fn string_list(value: &Value) -> Result<Vec<String>, String> {
@@ -196,13 +207,16 @@ mod tests {
             {"messageId": "d", "body": "   "},
             {"messageId": "e", "body": "{\"images\": []}"},
             {"messageId": "f", "body": "[\"nginx\"]"},
-            {"messageId": "g"}
+            {"messageId": "g"},
+            {"messageId": "h", "body": "{\"images\": [\"nginx:1.27\"], \"recheck\": 3}"}
         ]});
         let Ok(Trigger::Sqs(messages)) = decode(event) else {
             panic!("an SQS trigger")
         };
         let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
-        assert_eq!(ids, ["a", "b", "c", "d", "e", "f", "g"]);
+        assert_eq!(ids, ["a", "b", "c", "d", "e", "f", "g", "h"]);
+        assert_eq!(messages[7].recheck, 3);
+        assert_eq!(messages[0].recheck, 0);
         assert_eq!(messages[0].images, Ok(vec!["nginx:1.27".to_string()]));
         assert_eq!(
             messages[1].images,

@@ -12,6 +12,35 @@ use crate::backoff::Backoff;
 const ENTRIES_PER_CALL: usize = 10;
 const ATTEMPTS: u32 = 4;
 
+/// SQS delays a message by at most 15 minutes.
+const MAX_DELAY_SECONDS: u64 = 900;
+
+/// When the messages are to be received: now, or later to check again on
+/// images whose layers were still pending.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Sent as the messages' DelaySeconds (at most 15 minutes).
+    pub delay: Duration,
+    /// How many times these images have been checked again already; 0 for
+    /// a first warm. Carried in the body as `"recheck"`.
+    pub recheck: u32,
+}
+
+impl Delivery {
+    fn body(&self, images: &[String]) -> String {
+        let mut body = serde_json::json!({ "images": images });
+        if self.recheck > 0 {
+            body["recheck"] = self.recheck.into();
+        }
+        body.to_string()
+    }
+
+    fn delay_seconds(&self) -> Option<i32> {
+        let seconds = self.delay.as_secs().min(MAX_DELAY_SECONDS);
+        (seconds > 0).then_some(seconds as i32)
+    }
+}
+
 /// What was put on the queue, and what could not be.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Enqueued {
@@ -32,12 +61,13 @@ pub async fn enqueue(
     queue_url: &str,
     images: &[String],
     per_message: usize,
+    delivery: Delivery,
     backoff: Duration,
     deadline: Option<Instant>,
 ) -> Enqueued {
     let bodies: Vec<(String, &[String])> = images
         .chunks(per_message.max(1))
-        .map(|chunk| (serde_json::json!({ "images": chunk }).to_string(), chunk))
+        .map(|chunk| (delivery.body(chunk), chunk))
         .collect();
     let mut enqueued = Enqueued {
         queue_url: queue_url.to_string(),
@@ -54,6 +84,7 @@ pub async fn enqueue(
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(&batch[i].0)
+                        .set_delay_seconds(delivery.delay_seconds())
                         .build()
                         .ok()
                 })
@@ -177,6 +208,7 @@ mod tests {
             "https://queue",
             &images(1205),
             50,
+            Delivery::default(),
             Duration::from_millis(1),
             None,
         )
@@ -204,6 +236,57 @@ mod tests {
     use serde_json::Value;
 
     #[tokio::test]
+    async fn a_recheck_is_delayed_and_counted_in_the_body() {
+        let delays: Arc<Mutex<Vec<Option<i32>>>> = Arc::default();
+        let seen = delays.clone();
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sent = bodies.clone();
+        let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(move |req| {
+            let mut output = SendMessageBatchOutput::builder()
+                .set_failed(Some(Vec::new()))
+                .set_successful(Some(Vec::new()));
+            for entry in req.entries() {
+                seen.lock().unwrap().push(entry.delay_seconds());
+                sent.lock().unwrap().push(entry.message_body().to_string());
+                output = output.successful(
+                    SendMessageBatchResultEntry::builder()
+                        .id(entry.id())
+                        .message_id("m")
+                        .md5_of_message_body("x")
+                        .build()
+                        .unwrap(),
+                );
+            }
+            output.build().unwrap()
+        });
+        let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule]);
+        let delivery = Delivery {
+            delay: Duration::from_secs(3600),
+            recheck: 2,
+        };
+        let enqueued = enqueue(
+            &sqs,
+            "https://queue",
+            &images(3),
+            2,
+            delivery,
+            Duration::ZERO,
+            None,
+        )
+        .await;
+        assert_eq!((enqueued.messages, enqueued.images), (2, 3));
+        assert_eq!(
+            *delays.lock().unwrap(),
+            [Some(900), Some(900)],
+            "SQS delays 15 minutes at most"
+        );
+        assert_eq!(
+            bodies.lock().unwrap()[1],
+            r#"{"images":["nginx:2"],"recheck":2}"#
+        );
+    }
+
+    #[tokio::test]
     async fn entries_sqs_refuses_are_sent_again() {
         let (sqs, calls) = flaky_queue(&["1", "3"], false);
         let enqueued = enqueue(
@@ -211,6 +294,7 @@ mod tests {
             "https://queue",
             &images(8),
             2,
+            Delivery::default(),
             Duration::from_millis(1),
             None,
         )
@@ -236,6 +320,7 @@ mod tests {
             "https://queue",
             &images(4),
             2,
+            Delivery::default(),
             Duration::from_millis(1),
             None,
         )

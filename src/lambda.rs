@@ -9,13 +9,14 @@ use lambda_runtime::{service_fn, Context, LambdaEvent};
 use serde_json::{json, Value};
 use thiserror::Error;
 
+use crate::duration;
 use crate::event::{self, Message, Trigger};
-use crate::fanout;
+use crate::fanout::{self, Delivery};
 use crate::metrics;
-use crate::outcome::Status;
+use crate::outcome::{Failure, FailureContext, ImageOutcome, Status};
 use crate::plan::{self, PlannedImage};
 use crate::rules::{RuleError, Rules};
-use crate::warm::{self, Report, WarmOptions};
+use crate::warm::{self, platform, LayerMode, Platform, Report, WarmOptions};
 
 const DEFAULT_FANOUT_THRESHOLD: usize = 500;
 const DEFAULT_MESSAGE_IMAGES: usize = 50;
@@ -24,6 +25,10 @@ const MIN_MARGIN: Duration = Duration::from_millis(500);
 const MAX_MARGIN: Duration = Duration::from_secs(5);
 /// SQS messages hold at most 256 KiB: a thousand references fit with room to spare.
 const MAX_MESSAGE_IMAGES: usize = 1000;
+const DEFAULT_RECHECK_DELAY: Duration = Duration::from_secs(300);
+/// SQS delays a message by at most 15 minutes.
+const MAX_RECHECK_DELAY: Duration = Duration::from_secs(900);
+const DEFAULT_RECHECK_ATTEMPTS: usize = 6;
 
 /// The function's settings, from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +42,18 @@ pub struct Settings {
     pub queue_url: Option<String>,
     pub fanout_threshold: usize,
     pub message_images: usize,
+    /// `WARM_PLATFORMS`; empty: every runnable platform.
+    pub platforms: Vec<Platform>,
+    /// `WARM_LAYERS`.
+    pub layers: LayerMode,
+    /// `WARM_LAYER_WAIT`.
+    pub layer_wait: Duration,
+    /// `WARM_RECHECK_DELAY`: how long pending images wait on the queue before
+    /// they are checked again.
+    pub recheck_delay: Duration,
+    /// `WARM_RECHECK_ATTEMPTS`: checks of pending images before they fail
+    /// with `LayersNotCached`.
+    pub recheck_attempts: u32,
 }
 
 #[derive(Debug, Error)]
@@ -89,7 +106,62 @@ impl Settings {
                 DEFAULT_MESSAGE_IMAGES,
                 1..=MAX_MESSAGE_IMAGES,
             )?,
+            platforms: var("WARM_PLATFORMS")
+                .map(|list| platform::parse_list(&list))
+                .transpose()
+                .map_err(|error| invalid("WARM_PLATFORMS", &var, error.to_string()))?
+                .unwrap_or_default(),
+            layers: var("WARM_LAYERS")
+                .map(|mode| mode.parse())
+                .transpose()
+                .map_err(|expected| invalid("WARM_LAYERS", &var, expected))?
+                .unwrap_or_default(),
+            layer_wait: setting_duration(&var, "WARM_LAYER_WAIT", warm::DEFAULT_LAYER_WAIT)?,
+            recheck_delay: match setting_duration(
+                &var,
+                "WARM_RECHECK_DELAY",
+                DEFAULT_RECHECK_DELAY,
+            )? {
+                delay if delay > MAX_RECHECK_DELAY => {
+                    return Err(invalid(
+                        "WARM_RECHECK_DELAY",
+                        &var,
+                        "at most 15m, the longest delay of an SQS message".to_string(),
+                    ))
+                }
+                delay => delay,
+            },
+            recheck_attempts: number(
+                &var,
+                "WARM_RECHECK_ATTEMPTS",
+                DEFAULT_RECHECK_ATTEMPTS,
+                0..=100,
+            )? as u32,
         })
+    }
+}
+
+fn invalid(
+    name: &'static str,
+    var: &impl Fn(&str) -> Option<String>,
+    expected: String,
+) -> SettingsError {
+    SettingsError::Invalid {
+        name,
+        value: var(name).unwrap_or_default(),
+        expected,
+    }
+}
+
+fn setting_duration(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, SettingsError> {
+    match var(name) {
+        None => Ok(default),
+        Some(text) => duration::parse(&text)
+            .map_err(|_| invalid(name, var, "a duration such as 90s, 5m or 1h".to_string())),
     }
 }
 
@@ -225,20 +297,39 @@ async fn warm_list(
     }
     let report = warm_planned(warmer, &planned, deadline).await;
     let mut response = serde_json::to_value(&report)?;
-    if let (true, Some(queue_url)) = (scheduled, &settings.queue_url) {
-        let skipped: Vec<String> = report
+    // The warm used its time up to the margin; sending takes a part of the margin.
+    let send_by = deadline.map(|d| d + MIN_MARGIN * 4 / 5);
+    let inputs_with = |status: Status| -> Vec<String> {
+        report
             .images
             .iter()
-            .filter(|image| image.status == Status::Skipped)
+            .filter(|image| image.status == status)
             .map(|image| image.input.clone())
-            .collect();
-        if !skipped.is_empty() {
-            // The warm used its time up to the margin; sending takes a part of the margin.
-            let send_by = deadline.map(|d| d + MIN_MARGIN * 4 / 5);
-            let enqueued = enqueue(warmer, queue_url, &skipped, send_by).await;
-            response["enqueued"] = serde_json::to_value(enqueued)?;
+            .collect()
+    };
+    let skipped = inputs_with(Status::Skipped);
+    if let (true, Some(queue_url), false) = (scheduled, &settings.queue_url, skipped.is_empty()) {
+        let enqueued = enqueue(warmer, queue_url, &skipped, Delivery::default(), send_by).await;
+        response["enqueued"] = serde_json::to_value(enqueued)?;
+    }
+    let pending = inputs_with(Status::Pending);
+    if !pending.is_empty() {
+        match &settings.queue_url {
+            Some(queue_url) => {
+                let delivery = Delivery {
+                    delay: settings.recheck_delay,
+                    recheck: 1,
+                };
+                let enqueued = enqueue(warmer, queue_url, &pending, delivery, send_by).await;
+                response["rechecks"] = serde_json::to_value(enqueued)?;
+            }
+            None => tracing::warn!(
+                images = pending.len(),
+                "pending images are not checked again by themselves: WARM_QUEUE_URL is not set"
+            ),
         }
     }
+    publish(warmer, &report);
     Ok(response)
 }
 
@@ -255,7 +346,7 @@ async fn fan_out(
         tracing::warn!(input = %image.input, error = image.error.as_deref().unwrap_or_default(), "image not enqueued");
     }
     let inputs: Vec<String> = ready.iter().map(|image| image.input.clone()).collect();
-    let enqueued = enqueue(warmer, queue_url, &inputs, deadline).await;
+    let enqueued = enqueue(warmer, queue_url, &inputs, Delivery::default(), deadline).await;
     let not_enqueued: Vec<Value> = unplanned
         .iter()
         .map(|image| json!({ "input": image.input, "error": image.error }))
@@ -267,6 +358,7 @@ async fn enqueue(
     warmer: &Warmer,
     queue_url: &str,
     images: &[String],
+    delivery: Delivery,
     deadline: Option<Instant>,
 ) -> fanout::Enqueued {
     let per_message = warmer.settings.message_images;
@@ -275,6 +367,7 @@ async fn enqueue(
         queue_url,
         images,
         per_message,
+        delivery,
         warmer.backoff,
         deadline,
     )
@@ -282,6 +375,8 @@ async fn enqueue(
     tracing::info!(
         messages = enqueued.messages,
         images = enqueued.images,
+        delay_s = delivery.delay.as_secs(),
+        recheck = delivery.recheck,
         "enqueued for warming"
     );
     if !enqueued.failed_images.is_empty() {
@@ -296,16 +391,20 @@ async fn enqueue(
 
 /// Warms the images of a batch of messages together, and names the messages
 /// that must come back: unreadable ones (to end in the dead-letter queue) and
-/// those with an image that may succeed later.
+/// those with an image that may succeed later. Images whose layers are still
+/// pending are sent again with a delay instead, so that a message that is
+/// making progress never ends in the dead-letter queue; after the last
+/// re-check they fail with `LayersNotCached`.
 async fn warm_messages(
     warmer: &Warmer,
     messages: &[Message],
     deadline: Option<Instant>,
 ) -> SqsBatchResponse {
+    let settings = &warmer.settings;
     let mut planned: Vec<PlannedImage> = Vec::new();
-    let mut owners = Vec::new();
+    let mut owners: Vec<usize> = Vec::new();
     let mut again: Vec<&str> = Vec::new();
-    for message in messages {
+    for (position, message) in messages.iter().enumerate() {
         if message.message_id.is_empty() {
             tracing::error!("an SQS record without messageId cannot be reported back");
             continue;
@@ -324,18 +423,65 @@ async fn warm_messages(
             again.push(&message.message_id);
             continue;
         }
-        owners.extend(std::iter::repeat_n(
-            message.message_id.as_str(),
-            message_plan.len(),
-        ));
+        owners.extend(std::iter::repeat_n(position, message_plan.len()));
         planned.extend(message_plan);
     }
-    let report = warm_planned(warmer, &planned, deadline).await;
-    for (image, owner) in report.images.iter().zip(&owners) {
-        if image.retryable && !again.contains(owner) {
-            again.push(owner);
+    let mut report = warm_planned(warmer, &planned, deadline).await;
+
+    let mut rechecks: Vec<(usize, Vec<String>)> = Vec::new();
+    for (position, message) in messages.iter().enumerate() {
+        let images: Vec<&mut ImageOutcome> = report
+            .images
+            .iter_mut()
+            .zip(&owners)
+            .filter(|(_, owner)| **owner == position)
+            .map(|(image, _)| image)
+            .collect();
+        if images.is_empty() {
+            continue;
+        }
+        let checks_left = message.recheck < settings.recheck_attempts;
+        let mut pending = Vec::new();
+        let mut comes_back = false;
+        for image in images {
+            match image.status {
+                Status::Pending if checks_left => pending.push(image.input.clone()),
+                Status::Pending => layers_not_cached(image, message.recheck),
+                _ => comes_back |= image.retryable,
+            }
+        }
+        if comes_back {
+            // The whole message comes back, its pending images with it.
+            again.push(&message.message_id);
+        } else if !pending.is_empty() {
+            rechecks.push((position, pending));
         }
     }
+    report.recount();
+
+    let send_by = deadline.map(|d| d + MIN_MARGIN * 4 / 5);
+    for (position, pending) in rechecks {
+        let message = &messages[position];
+        let sent = match &settings.queue_url {
+            Some(queue_url) => {
+                let delivery = Delivery {
+                    delay: settings.recheck_delay,
+                    recheck: message.recheck + 1,
+                };
+                enqueue(warmer, queue_url, &pending, delivery, send_by)
+                    .await
+                    .failed_images
+                    .is_empty()
+            }
+            None => false,
+        };
+        if !sent {
+            // Received again after the visibility timeout: checked again all the same.
+            again.push(&message.message_id);
+        }
+    }
+    publish(warmer, &report);
+
     let mut response = SqsBatchResponse::default();
     for message_id in again {
         let mut failure = BatchItemFailure::default();
@@ -345,24 +491,54 @@ async fn warm_messages(
     response
 }
 
-/// Warms, then logs and emits the metrics of the warm.
+/// A pending image that was checked again as often as allowed.
+fn layers_not_cached(image: &mut ImageOutcome, rechecks: u32) {
+    let pending = image.message.take().unwrap_or_default();
+    let context = FailureContext {
+        cache_repository: image.cache_repository.as_deref().unwrap_or_default(),
+        rule_prefix: image.rule_prefix.as_deref().unwrap_or_default(),
+        upstream_reference: &image.input,
+        docker_hub: false,
+        uncached_digest_only: false,
+    };
+    let failure = Failure::from_ecr(
+        "LayersNotCached",
+        &format!("still pending after {rechecks} re-checks: {pending}"),
+        &context,
+    );
+    image.status = Status::Failed;
+    image.retryable = false;
+    image.failure_code = Some(failure.code);
+    image.message = Some(failure.message);
+    image.hint = failure.hint;
+}
+
+/// Warms with the function's settings.
 async fn warm_planned(
     warmer: &Warmer,
     planned: &[PlannedImage],
     deadline: Option<Instant>,
 ) -> Report {
+    let settings = &warmer.settings;
     let options = WarmOptions {
-        concurrency: warmer.settings.concurrency,
+        concurrency: settings.concurrency,
         deadline,
         backoff: warmer.backoff,
+        platforms: settings.platforms.clone(),
+        layers: settings.layers,
+        layer_wait: settings.layer_wait,
         ..WarmOptions::default()
     };
-    let report = warm::warm(&warmer.ecr, planned, &options, &|_| {}).await;
-    for line in metrics::emf_lines(&report, &warmer.settings.metrics_namespace) {
+    warm::warm(&warmer.ecr, planned, &options, &|_| {}).await
+}
+
+/// Logs what is not warm and the summary, and emits the metrics.
+fn publish(warmer: &Warmer, report: &Report) {
+    for line in metrics::emf_lines(report, &warmer.settings.metrics_namespace) {
         println!("{line}");
     }
     for image in &report.images {
-        if matches!(image.status, Status::Failed | Status::Skipped) {
+        if !image.status.is_warm() {
             tracing::warn!(
                 input = %image.input,
                 status = image.status.name(),
@@ -379,12 +555,16 @@ async fn warm_planned(
         imported = s.imported,
         refreshed = s.refreshed,
         unchanged = s.unchanged,
+        pending = s.pending,
         failed = s.failed,
         skipped = s.skipped,
+        layers = s.layers.total,
+        layers_cached = s.layers.cached,
+        layers_pending = s.layers.pending,
+        layers_failed = s.layers.failed,
         duration_ms = s.duration_ms,
         "warm finished"
     );
-    report
 }
 
 #[cfg(test)]
@@ -395,6 +575,7 @@ mod tests {
     use aws_sdk_ecr::config::retry::RetryConfig;
     use aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput;
     use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
+    use aws_sdk_ecr::operation::get_download_url_for_layer::GetDownloadUrlForLayerOutput;
     use aws_sdk_ecr::types::error::RepositoryNotFoundException;
     use aws_sdk_ecr::types::{Image, ImageFailure, ImageFailureCode, ImageIdentifier};
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
@@ -531,14 +712,50 @@ mod tests {
                                     .image_digest(format!("sha256:{:064x}", tag.len()))
                                     .build(),
                             )
+                            .image_manifest(manifest_of(tag))
+                            .image_manifest_media_type("application/vnd.oci.image.manifest.v1+json")
                             .build(),
                     ),
                 };
             }
             output.build()
         });
-        mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&describe, &batch], |c| c
-            .retry_config(RetryConfig::disabled()))
+        // Blobs of `slow*` tags stay on the upstream's storage.
+        let layer =
+            mock!(aws_sdk_ecr::Client::get_download_url_for_layer).then_compute_output(|req| {
+                let digest = req.layer_digest().unwrap_or_default();
+                let url = match digest.ends_with(&format!("{:058x}", 0x5_1008)) {
+                    true => "https://production.cloudflare.docker.com/registry-v2/blob",
+                    false => {
+                        "https://prod-us-east-1-starport-layer-bucket.s3.us-east-1.amazonaws.com/b"
+                    }
+                };
+                GetDownloadUrlForLayerOutput::builder()
+                    .download_url(url)
+                    .layer_digest(digest)
+                    .build()
+            });
+        mock_client!(
+            aws_sdk_ecr,
+            RuleMode::MatchAny,
+            [&describe, &batch, &layer],
+            |c| c.retry_config(RetryConfig::disabled())
+        )
+    }
+
+    /// An image manifest with one layer; the layer of a `slow*` tag is marked
+    /// so that the layer mock keeps it pending.
+    fn manifest_of(tag: &str) -> String {
+        let mark = if tag.starts_with("slow") { 0x5_1008 } else { 0 };
+        json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": format!("sha256:{:064x}", tag.len()), "size": 1},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": format!("sha256:{:06x}{mark:058x}", tag.len()), "size": 1}]
+        })
+        .to_string()
     }
 
     /// A queue that refuses entry "0" of the first call, and records every body.

@@ -1,5 +1,6 @@
 //! CloudWatch Embedded Metric Format: one JSON line per upstream rule with the
-//! count of each status, and one line with the totals and the warm's duration.
+//! count of each status, and one line with the totals, the distinct blobs by
+//! state and the warm's duration.
 //! In Lambda these lines go to stdout, where CloudWatch Logs turns them into
 //! metrics without any API call.
 
@@ -45,21 +46,31 @@ fn emf_lines_at(report: &Report, namespace: &str, timestamp_ms: u64) -> Vec<Stri
         .collect();
 
     let summary = &report.summary;
-    let mut totals = status_counts(|status| match status {
-        Status::Imported => summary.imported,
-        Status::Refreshed => summary.refreshed,
-        Status::Unchanged => summary.unchanged,
-        Status::Failed => summary.failed,
-        Status::Skipped => summary.skipped,
-    });
+    let mut totals = status_counts(|status| summary.count(status));
     totals.insert("Images".into(), json!(summary.total));
     totals.insert("Duration".into(), json!(summary.duration_ms));
+    let layers = &summary.layers;
+    for (name, count) in [
+        ("Layers", layers.total),
+        ("LayersCached", layers.cached),
+        ("LayersPending", layers.pending),
+        ("LayersFailed", layers.failed),
+    ] {
+        totals.insert(name.into(), json!(count));
+    }
     lines.push(document(
         namespace,
         timestamp_ms,
         &[],
         totals,
-        &[("Images", "Count"), ("Duration", "Milliseconds")],
+        &[
+            ("Images", "Count"),
+            ("Duration", "Milliseconds"),
+            ("Layers", "Count"),
+            ("LayersCached", "Count"),
+            ("LayersPending", "Count"),
+            ("LayersFailed", "Count"),
+        ],
     ));
     lines
 }
@@ -112,12 +123,13 @@ fn document(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::ImageOutcome;
+    use crate::outcome::{ImageOutcome, LayerCounts};
     use crate::warm::Summary;
 
     fn image(status: Status, rule_prefix: Option<&str>) -> ImageOutcome {
         ImageOutcome {
             input: "x".into(),
+            selector: None,
             cache_repository: None,
             tag: None,
             digest: None,
@@ -126,6 +138,7 @@ mod tests {
             failure_code: None,
             message: None,
             hint: None,
+            platforms: Vec::new(),
             rule_prefix: rule_prefix.map(str::to_string),
             retryable: false,
         }
@@ -140,16 +153,24 @@ mod tests {
             image(Status::Failed, Some("quay")),
             image(Status::Failed, None),
             image(Status::Skipped, Some("quay")),
+            image(Status::Pending, Some("quay")),
         ];
         Report {
             summary: Summary {
-                total: 7,
+                total: 8,
                 imported: 2,
                 refreshed: 1,
                 unchanged: 1,
                 failed: 2,
                 skipped: 1,
+                pending: 1,
                 duration_ms: 1234,
+                layers: LayerCounts {
+                    total: 9,
+                    cached: 6,
+                    pending: 2,
+                    failed: 1,
+                },
             },
             images,
         }
@@ -206,9 +227,10 @@ mod tests {
             (
                 quay["Refreshed"].as_u64(),
                 quay["Failed"].as_u64(),
-                quay["Skipped"].as_u64()
+                quay["Skipped"].as_u64(),
+                quay["Pending"].as_u64()
             ),
-            (Some(1), Some(1), Some(1))
+            (Some(1), Some(1), Some(1), Some(1))
         );
         assert_eq!(by_upstream("none")["Failed"], 1);
         assert_eq!(
@@ -226,7 +248,17 @@ mod tests {
             total["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([[]])
         );
-        assert_eq!(total["Images"], 7);
+        assert_eq!(total["Images"], 8);
+        assert_eq!(total["Pending"], 1);
+        assert_eq!(
+            [
+                &total["Layers"],
+                &total["LayersCached"],
+                &total["LayersPending"],
+                &total["LayersFailed"]
+            ],
+            [9, 6, 2, 1]
+        );
         assert_eq!(total["Imported"], 2);
         assert_eq!(total["Failed"], 2);
         assert_eq!(total["Duration"], 1234);

@@ -15,16 +15,27 @@ pub enum Status {
     Failed,
     /// Not attempted before the deadline.
     Skipped,
+    /// The manifests are cached, but some blob is not on ECR's layer storage yet.
+    Pending,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Imported,
         Status::Refreshed,
         Status::Unchanged,
         Status::Failed,
         Status::Skipped,
+        Status::Pending,
     ];
+
+    /// Imported, refreshed or unchanged: a private pull would succeed.
+    pub fn is_warm(self) -> bool {
+        matches!(
+            self,
+            Status::Imported | Status::Refreshed | Status::Unchanged
+        )
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,6 +44,7 @@ impl Status {
             Status::Unchanged => "unchanged",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
+            Status::Pending => "pending",
         }
     }
 }
@@ -41,6 +53,8 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageOutcome {
     pub input: String,
+    /// The selector entry the image came from; `None` for a plain reference.
+    pub selector: Option<String>,
     pub cache_repository: Option<String>,
     pub tag: Option<String>,
     /// The digest now in the cache, or the digest asked for.
@@ -50,12 +64,36 @@ pub struct ImageOutcome {
     pub failure_code: Option<String>,
     pub message: Option<String>,
     pub hint: Option<String>,
+    /// Each image manifest warmed: the platforms of an index, or the single manifest.
+    pub platforms: Vec<PlatformOutcome>,
     /// The rule's ECR prefix, for metrics per upstream.
     #[serde(skip)]
     pub rule_prefix: Option<String>,
     /// Whether trying again later may succeed (throttling, outages, deadline).
     #[serde(skip)]
     pub retryable: bool,
+}
+
+/// One image manifest of an image and its blobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlatformOutcome {
+    /// `linux/amd64`; `None` when not known (a single-platform manifest).
+    pub platform: Option<String>,
+    pub digest: Option<String>,
+    pub status: Status,
+    /// `None` with `--layers none`, or when the manifest itself failed.
+    pub layers: Option<LayerCounts>,
+}
+
+/// Blobs (config and layers) by where they stand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LayerCounts {
+    pub total: usize,
+    /// On ECR's layer storage (with `--layers request`: ECR gave a URL).
+    pub cached: usize,
+    /// Not on ECR's layer storage yet, or not asked before the deadline.
+    pub pending: usize,
+    pub failed: usize,
 }
 
 /// A failure as ECR reported it, before it is attached to an image.
@@ -89,6 +127,7 @@ pub fn is_retryable(code: &str) -> bool {
             | "LimitExceededException"
             | "UpstreamTooManyRequests"
             | "UpstreamUnavailable"
+            | "UnableToGetUpstreamLayerException"
             | "ServerException"
             | "ServiceUnavailableException"
             | "RequestTimeout"
@@ -179,6 +218,32 @@ fn hint(code: &str, context: &FailureContext<'_>) -> Option<String> {
         "AccessDeniedException" => format!(
             "the caller's IAM role needs ecr:DescribeImages, ecr:BatchGetImage, \
              ecr:BatchImportUpstreamImage and ecr:CreateRepository on repository/{prefix}/*"
+        ),
+        "UnableToGetUpstreamLayerException" => format!(
+            "ECR could not get a layer of {upstream} from upstream, after retries. Check the \
+             rule's Secrets Manager credential (ecr-pullthroughcache/..., keys username and \
+             accessToken, still valid) and whether the upstream registry is having an outage; \
+             the next run tries again"
+        ),
+        "LayerInaccessibleException" => format!(
+            "ECR says a layer of {repository} cannot be accessed (a foreign or non-distributable \
+             layer, such as a Windows base layer, is not served by ECR): pull this image from its \
+             upstream, or warm only the platforms that have no such layer with --platform"
+        ),
+        "LayersNotFoundException" => format!(
+            "ECR does not hold a layer of {repository}: warm again later; if it persists, the \
+             caller may lack ecr:BatchImportUpstreamImage on repository/{prefix}/*"
+        ),
+        "PlatformNotFound" => "name only platforms the image has with --platform \
+             (WARM_PLATFORMS), or leave it out to warm every runnable platform"
+            .to_string(),
+        "UnreadableManifest" => "ECR returned a manifest the warmer cannot read, so its layers \
+             cannot be checked; warm it with --layers none, and report the media type"
+            .to_string(),
+        "LayersNotCached" => format!(
+            "ECR kept serving some blobs of {upstream} from outside its own storage on every \
+             check, so private pulls of it fail. Pull it once from a host with internet access, \
+             check the upstream, then warm it again"
         ),
         "ImageTagDoesNotMatchDigest" => "the tag now points at another digest than the one \
              written: update the pinned digest, or warm the tag alone"

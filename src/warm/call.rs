@@ -1,0 +1,152 @@
+//! Calls to ECR: bounded in number at once, retried with backoff while they
+//! fail for a retryable reason, never started after the deadline.
+
+use std::future::Future;
+use std::time::Instant;
+
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ecr::operation::batch_get_image::BatchGetImageError;
+use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
+use aws_sdk_ecr::operation::get_download_url_for_layer::GetDownloadUrlForLayerError;
+use tokio::sync::Semaphore;
+
+use super::WarmOptions;
+use crate::aws::describe_error;
+use crate::backoff::Backoff;
+use crate::outcome::{is_retryable, Failure};
+
+/// What every call of one warm shares: the client, the options, and the
+/// permits that bound the calls in flight over all repositories.
+pub struct Engine<'a> {
+    pub ecr: &'a aws_sdk_ecr::Client,
+    pub options: &'a WarmOptions,
+    permits: Semaphore,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(ecr: &'a aws_sdk_ecr::Client, options: &'a WarmOptions) -> Engine<'a> {
+        Engine {
+            ecr,
+            options,
+            permits: Semaphore::new(options.concurrency.max(1)),
+        }
+    }
+
+    /// Runs a call, again after a backoff while it fails for a retryable
+    /// reason, never past `deadline` (or the warm's deadline when `None`).
+    pub async fn call<T, E, R, F, Fut>(
+        &self,
+        code_of: fn(&E) -> String,
+        mut call: F,
+    ) -> Attempted<Result<T, SdkError<E, R>>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+    {
+        let options = self.options;
+        let mut backoff = Backoff::new(options.backoff, options.max_attempts, options.deadline);
+        loop {
+            let result = match self.attempt(call()).await {
+                Some(result) => result,
+                None => return Attempted::OutOfTime,
+            };
+            let retryable = match &result {
+                Err(SdkError::ServiceError(context)) => is_retryable(&code_of(context.err())),
+                Err(SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)) => true,
+                _ => false,
+            };
+            if !retryable || !backoff.wait().await {
+                return Attempted::Done(result);
+            }
+        }
+    }
+
+    /// One attempt under a permit; `None` when the deadline came first.
+    async fn attempt<T>(&self, call: impl Future<Output = T>) -> Option<T> {
+        let deadline = self.options.deadline;
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return None;
+        }
+        let work = async {
+            // The semaphore is never closed.
+            let _permit = self.permits.acquire().await.ok();
+            call.await
+        };
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), work).await.ok(),
+            None => Some(work.await),
+        }
+    }
+}
+
+/// A call made before the deadline, or not at all.
+pub enum Attempted<T> {
+    Done(T),
+    OutOfTime,
+}
+
+/// A failed call, as the failure of every image or blob it carried.
+pub fn failed_call<E, R>(
+    operation: &str,
+    error: &SdkError<E, R>,
+    code_of: fn(&E) -> String,
+) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let (code, detail) = match error {
+        SdkError::ServiceError(context) => (
+            code_of(context.err()),
+            context
+                .err()
+                .message()
+                .map_or_else(|| describe_error(error), str::to_string),
+        ),
+        SdkError::TimeoutError(_) => ("RequestTimeout".to_string(), describe_error(error)),
+        _ => ("NetworkError".to_string(), describe_error(error)),
+    };
+    Failure::new(&code, &format!("{operation}: {detail}"))
+}
+
+pub fn batch_get_image_code(error: &BatchGetImageError) -> String {
+    let code = match error {
+        BatchGetImageError::InvalidParameterException(_) => "InvalidParameterException",
+        BatchGetImageError::LimitExceededException(_) => "LimitExceededException",
+        BatchGetImageError::RepositoryNotFoundException(_) => "RepositoryNotFoundException",
+        BatchGetImageError::ServerException(_) => "ServerException",
+        BatchGetImageError::UnableToGetUpstreamImageException(_) => {
+            "UnableToGetUpstreamImageException"
+        }
+        other => other.code().unwrap_or("Unknown"),
+    };
+    code.to_string()
+}
+
+pub fn describe_images_code(error: &DescribeImagesError) -> String {
+    let code = match error {
+        DescribeImagesError::ImageNotFoundException(_) => "ImageNotFoundException",
+        DescribeImagesError::InvalidParameterException(_) => "InvalidParameterException",
+        DescribeImagesError::RepositoryNotFoundException(_) => "RepositoryNotFoundException",
+        DescribeImagesError::ServerException(_) => "ServerException",
+        other => other.code().unwrap_or("Unknown"),
+    };
+    code.to_string()
+}
+
+pub fn download_url_code(error: &GetDownloadUrlForLayerError) -> String {
+    let code = match error {
+        GetDownloadUrlForLayerError::InvalidParameterException(_) => "InvalidParameterException",
+        GetDownloadUrlForLayerError::LayerInaccessibleException(_) => "LayerInaccessibleException",
+        GetDownloadUrlForLayerError::LayersNotFoundException(_) => "LayersNotFoundException",
+        GetDownloadUrlForLayerError::RepositoryNotFoundException(_) => {
+            "RepositoryNotFoundException"
+        }
+        GetDownloadUrlForLayerError::ServerException(_) => "ServerException",
+        GetDownloadUrlForLayerError::UnableToGetUpstreamLayerException(_) => {
+            "UnableToGetUpstreamLayerException"
+        }
+        other => other.code().unwrap_or("Unknown"),
+    };
+    code.to_string()
+}
