@@ -7,11 +7,67 @@ moto serves ECR's repositories and images; this adds what moto lacks:
   creating the cache repository as ECR does; a tag that changed upstream is refreshed on a pull
   after the re-check interval; a tag absent upstream gives ImageNotFound; a namespace that the
   registry policy denies gives RepositoryNotFoundException, as ECR does;
-- GetDownloadUrlForLayer for imported layers, with a URL in the form of ECR's layer storage, and
-  a share of layers first reported as still coming from upstream;
-- fault injection: added latency, a share of ThrottlingException, a share of UpstreamUnavailable.
+- GetDownloadUrlForLayer for imported layers (the config blob and every layer of each image
+  manifest), with a URL on ECR's layer storage once the layer is cached and an upstream URL
+  while it is pending, and ECR's layer errors on demand;
+- fault injection: added latency, a share of ThrottlingException, a share of UpstreamUnavailable,
+  a share of UnableToGetUpstreamLayerException; each decision is a pure function of the seed and
+  the request, not of arrival order.
 
 Run: python emulator/ecr_emulator.py --port 5000 [--config emulator/demo.json]
+
+Config keys (a JSON object; all optional):
+
+  rules                      pull-through cache rules to create at start, as CreatePullThroughCacheRule
+                             takes them ({"ecrRepositoryPrefix", "upstreamRegistryUrl", ...}).
+  region                     the Region of those rules (default us-east-1).
+  catalog                    the upstream catalog (default catalog.json beside this file); relative
+                             to the config file when given with --config.
+  recheck_interval_seconds   a cached tag is checked upstream again only after this long (default 0).
+  denied_namespaces          cache repository prefixes whose first pull fails as a registry policy
+                             without ecr:CreateRepository does: RepositoryNotFoundException.
+
+  Layers. GetDownloadUrlForLayer counts the requests of each layer digest per Region and
+  repository that get past throttling and find the layer in the repository; k is the number of
+  earlier such requests of the same layer in the same repository. A request is answered by the
+  first of these that applies:
+  layer_errors               {"sha256:...": CODE} or {"sha256:...": {"code": CODE, "requests": N}}:
+                             the layer fails with CODE (LayerInaccessibleException,
+                             UnableToGetUpstreamLayerException or LayersNotFoundException, with
+                             ECR's message) on every request, or only while k < N.
+  faults.upstream_layer_error_share
+                             a share (0..1) of requests fails with UnableToGetUpstreamLayerException
+                             ("Error encountered while getting the upstream layer matching the pull
+                             through cache rule."); drawn from a hash of (seed, Region, repository,
+                             digest, k), so a retry draws anew.
+  then, while the layer is pending, the upstream URL https://<upstream registry>/v2/<upstream
+  path>/blobs/<digest>; otherwise a URL on ECR's layer storage, https://prod-<region>-starport-
+  layer-bucket.s3.<region>.amazonaws.com/... A pending layer is pending while fewer than
+  `requests` earlier requests were answered with a URL (errors do not count) or less than
+  `seconds` have passed since its first request in the repository (errors count): it becomes
+  cached once both have run out.
+  pending_layer_share        the share (0..1) of layers that are pending, chosen by a hash of the
+                             digest alone (default 0).
+  pending_layer_requests     requests for such a layer (default 1: only the first request is pending;
+                             a very large number keeps it pending for ever).
+  pending_layer_seconds      seconds for such a layer (default 0).
+  pending_layers             layers pending whatever the share: a list of digests (with
+                             pending_layer_requests and pending_layer_seconds), or
+                             {"sha256:...": {"requests": N, "seconds": S}}, a missing key taking
+                             the global value ({"requests": 0, "seconds": 0} exempts a layer from the share).
+
+  faults                     {"latency_ms": added to every ECR call,
+                              "throttle_share": share of BatchGetImage, DescribeImages and
+                                GetDownloadUrlForLayer calls answered ThrottlingException,
+                              "upstream_unavailable_share": share of tags in a BatchGetImage that
+                                fail with UpstreamUnavailable instead of being pulled through,
+                              "upstream_layer_error_share": see above,
+                              "seed": integer (default 1)}.
+                             Every fault decision hashes (seed, fault, operation, Region,
+                             repository, image ids or layer digest, how many times this same
+                             request was seen before): the same workload gets the same faults
+                             whatever the order in which concurrent requests arrive, and a retry
+                             of a failed request draws anew.
 """
 
 import argparse
@@ -19,7 +75,6 @@ import hashlib
 import io
 import json
 import os
-import random
 import sys
 import threading
 import time
@@ -30,11 +85,20 @@ from moto.ecr.models import ecr_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+CONFIG_KEYS = __doc__[__doc__.index("Config keys"):]
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 DEFAULT_CATALOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalog.json")
 INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+LAYER_ERRORS = {
+    "LayerInaccessibleException": "The specified layer is not available because it is not associated "
+    "with an image. Unassociated image layers may be cleaned up at any time.",
+    "UnableToGetUpstreamLayerException": "Error encountered while getting the upstream layer matching "
+    "the pull through cache rule.",
+    "LayersNotFoundException": "The specified layers could not be found, or the specified layer is not "
+    "valid for this repository.",
 }
 # ECR's upstream registry names, by upstream URL.
 UPSTREAM_NAMES = {
@@ -127,6 +191,17 @@ def serialize(manifest, resolve):
     return body, manifest["mediaType"], digest, children
 
 
+def draw(*parts):
+    """A number in [0, 1) that depends on nothing but the parts."""
+    text = "\x1f".join(str(part) for part in parts)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:16], 16) / 2**64
+
+
+def layer_share(digest):
+    """Where a layer falls in pending_layer_share: a hash of its digest alone."""
+    return int(hashlib.sha256(digest.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def layers_of(manifest_bytes):
     manifest = json.loads(manifest_bytes)
     return [layer["digest"] for layer in manifest.get("layers", [])] + (
@@ -143,14 +218,22 @@ class Emulator:
         self.recheck_seconds = float(config.get("recheck_interval_seconds", 0))
         self.denied = list(config.get("denied_namespaces", []))
         self.pending_layer_share = float(config.get("pending_layer_share", 0))
+        self.pending_requests = int(config.get("pending_layer_requests", 1))
+        self.pending_seconds = float(config.get("pending_layer_seconds", 0))
+        self.pending_layers = pending_layers(config.get("pending_layers", []),
+                                             self.pending_requests, self.pending_seconds)
+        self.layer_errors = layer_errors(config.get("layer_errors", {}))
         faults = config.get("faults", {})
         self.latency = float(faults.get("latency_ms", 0)) / 1000
         self.throttle_share = float(faults.get("throttle_share", 0))
         self.unavailable_share = float(faults.get("upstream_unavailable_share", 0))
-        self.random = random.Random(faults.get("seed", 1))
+        self.layer_error_share = float(faults.get("upstream_layer_error_share", 0))
+        self.seed = faults.get("seed", 1)
         self.rules = {}  # (region, prefix) -> rule
         self.checked = {}  # (region, repository, tag) -> time of the last upstream check
-        self.served_layers = set()  # (region, repository, digest) already asked for once
+        # (region, repository, digest) -> [requests so far, of which answered with a URL, time of the first]
+        self.layer_requests = {}
+        self.seen = {}  # request key of a fault decision -> how many times it was seen
         self.lock = threading.RLock()
         self.moto = DomainDispatcherApplication(create_backend_app)
         # moto keeps its state per process: an emulator starts from an empty registry.
@@ -174,7 +257,7 @@ class Emulator:
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         try:
-            self.inject_faults(operation)
+            self.inject_faults(operation, body, region_of(environ))
             handler = self.handlers.get(operation)
             if handler is None:
                 return self.moto(environ, start_response)
@@ -184,14 +267,34 @@ class Emulator:
         except EcrError as error:
             return respond(start_response, error.status, {"__type": error.code, "message": error.message})
 
-    def inject_faults(self, operation):
+    def inject_faults(self, operation, body, region):
         if self.latency:
             time.sleep(self.latency)
-        if operation in ("BatchGetImage", "DescribeImages", "GetDownloadUrlForLayer"):
-            with self.lock:
-                throttled = self.random.random() < self.throttle_share
-            if throttled:
+        if operation in ("BatchGetImage", "DescribeImages", "GetDownloadUrlForLayer") and self.throttle_share:
+            try:
+                request = json.loads(body or b"{}")
+            except ValueError:
+                request = {}
+            if not isinstance(request, dict):
+                request = {}
+            ids = sorted(f"{i.get('imageTag', '')}@{i.get('imageDigest', '')}"
+                         for i in request.get("imageIds") or [] if isinstance(i, dict))
+            subject = request.get("layerDigest") or ",".join(ids)
+            if self.fault("ThrottlingException", self.throttle_share,
+                          operation, region, request.get("repositoryName", ""), subject):
                 raise EcrError("ThrottlingException", "Rate exceeded")
+
+    def fault(self, kind, share, *request):
+        """Whether this occurrence of the request gets the fault: a hash of the seed, the fault,
+        the request and how many times the same request was seen before, so that concurrent
+        clients get the same faults whatever the order in which their requests arrive."""
+        if share <= 0:
+            return False
+        key = (kind,) + request
+        with self.lock:
+            seen = self.seen.get(key, 0)
+            self.seen[key] = seen + 1
+        return draw(self.seed, *key, seen) < share
 
     # --- pull-through cache rules ---
 
@@ -280,8 +383,7 @@ class Emulator:
         for image_id in ids:
             tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
             if found and tag:
-                unavailable = self.random.random() < self.unavailable_share
-                if unavailable:
+                if self.fault("UpstreamUnavailable", self.unavailable_share, region, name, tag):
                     failures.append(failure(image_id, "UpstreamUnavailable", "The upstream registry is unavailable"))
                     continue
                 self.import_tag(backend, repository, found, tag, region)
@@ -332,11 +434,24 @@ class Emulator:
             raise not_found_repository(name)
         if not any(layer in layers_of(image.image_manifest) for image in repository.images):
             raise EcrError("LayersNotFoundException", f"The layer {layer} does not exist in repository {name}")
-        key = (region, name, layer)
-        first_time = key not in self.served_layers
-        self.served_layers.add(key)
-        share = int(hashlib.sha256(layer.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        if first_time and share < self.pending_layer_share:
+        now = time.monotonic()
+        counted = self.layer_requests.setdefault((region, name, layer), [0, 0, now])
+        earlier, answered, first = counted
+        counted[0] += 1
+        code, failing = self.layer_errors.get(layer, (None, 0))
+        if code and earlier < failing:
+            raise EcrError(code, LAYER_ERRORS[code])
+        if draw(self.seed, "UnableToGetUpstreamLayerException", region, name, layer, earlier) < self.layer_error_share:
+            code = "UnableToGetUpstreamLayerException"
+            raise EcrError(code, LAYER_ERRORS[code])
+        if layer in self.pending_layers:
+            requests, seconds = self.pending_layers[layer]
+        elif layer_share(layer) < self.pending_layer_share:
+            requests, seconds = self.pending_requests, self.pending_seconds
+        else:
+            requests, seconds = 0, 0
+        counted[1] += 1
+        if answered < requests or now - first < seconds:
             found = self.rule_for(name, region)
             host, path = (found[0]["upstreamRegistryUrl"], found[1]) if found else ("upstream", name)
             return {"downloadUrl": f"https://{host}/v2/{path}/blobs/{layer}", "layerDigest": layer}
@@ -347,6 +462,27 @@ class Emulator:
             f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600"
         )
         return {"downloadUrl": url, "layerDigest": layer}
+
+
+def pending_layers(value, requests, seconds):
+    """digest -> (requests, seconds) from a list of digests or a digest -> settings object."""
+    if isinstance(value, list):
+        return {digest: (requests, seconds) for digest in value}
+    return {
+        digest: (int(settings.get("requests", requests)), float(settings.get("seconds", seconds)))
+        for digest, settings in value.items()
+    }
+
+
+def layer_errors(value):
+    """digest -> (error code, how many first requests fail) from the layer_errors config."""
+    errors = {}
+    for digest, setting in value.items():
+        code, requests = (setting, None) if isinstance(setting, str) else (setting["code"], setting.get("requests"))
+        if code not in LAYER_ERRORS:
+            raise ValueError(f"layer_errors {digest}: {code!r} is not one of {', '.join(sorted(LAYER_ERRORS))}")
+        errors[digest] = (code, float("inf") if requests is None else int(requests))
+    return errors
 
 
 def find_image(repository, tag, digest):
@@ -405,11 +541,15 @@ def serve(config, host="127.0.0.1", port=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=CONFIG_KEYS,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--config", help="a JSON file: rules, catalog, recheck_interval_seconds, "
-                        "denied_namespaces, pending_layer_share, faults")
+    parser.add_argument("--config", help="a JSON file with the keys rules, region, catalog, "
+                        "recheck_interval_seconds, denied_namespaces, pending_layer_share, "
+                        "pending_layer_requests, pending_layer_seconds, pending_layers, layer_errors, "
+                        "faults (latency_ms, throttle_share, upstream_unavailable_share, "
+                        "upstream_layer_error_share, seed), described below")
     parser.add_argument("--catalog", help="the upstream catalog (default: catalog.json beside this file)")
     parser.add_argument("--rule", action="append", default=[], metavar="PREFIX=UPSTREAM",
                         help="a pull-through cache rule to create at start; repeatable")

@@ -7,8 +7,11 @@ import shutil
 import sys
 import time
 
+from concurrent.futures import ThreadPoolExecutor
+
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -16,6 +19,10 @@ import ecr_emulator  # noqa: E402
 
 DOCKER_HUB = {"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}
 NGINX = "docker-hub/library/nginx"
+REDIS = "docker-hub/library/redis"
+STORAGE = "https://prod-us-east-1-starport-layer-bucket.s3.us-east-1.amazonaws.com/"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 @pytest.fixture
@@ -55,6 +62,36 @@ def error_code(call):
 
 def pull(ecr, repository, *tags):
     return ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": t} for t in tags])
+
+
+def without_retries(ecr):
+    """A client of the same emulator that makes every call once."""
+    return boto3.client(
+        "ecr",
+        endpoint_url=ecr.meta.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+
+
+def blobs(ecr, repository, tag):
+    """The config blob and layers of a single-manifest tag, pulled through the cache."""
+    manifest = json.loads(pull(ecr, repository, tag)["images"][0]["imageManifest"])
+    return [manifest["config"]["digest"]] + [layer["digest"] for layer in manifest["layers"]]
+
+
+def where(ecr, repository, digest):
+    """"upstream", "cached" or the error code of a GetDownloadUrlForLayer call."""
+    try:
+        url = ecr.get_download_url_for_layer(repositoryName=repository, layerDigest=digest)["downloadUrl"]
+    except ClientError as error:
+        return error.response["Error"]["Code"]
+    if url.startswith(STORAGE):
+        return "cached"
+    assert url.startswith("https://registry-1.docker.io/v2/") and url.endswith(f"/blobs/{digest}"), url
+    return "upstream"
 
 
 def test_rules_are_created_listed_page_by_page_and_deleted(start):
@@ -206,3 +243,191 @@ def test_other_calls_are_moto_s(start):
     ecr = start()
     ecr.create_repository(repositoryName="team/app")
     assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["team/app"]
+
+
+def test_pending_layers_stay_pending_for_n_requests_per_repository(start):
+    ecr = start(pending_layer_share=1.0, pending_layer_requests=2, rules=[DOCKER_HUB, {
+        "ecrRepositoryPrefix": "my-app", "upstreamRegistryUrl": "registry-1.docker.io",
+        "upstreamRepositoryPrefix": "library"}])
+    layer = blobs(ecr, NGINX, "1.26")[1]
+    assert [where(ecr, NGINX, layer) for _ in range(3)] == ["upstream", "upstream", "cached"]
+    # The same layer in another repository is counted on its own, with that repository's upstream.
+    assert blobs(ecr, "my-app/nginx", "1.26")[1] == layer
+    url = ecr.get_download_url_for_layer(repositoryName="my-app/nginx", layerDigest=layer)["downloadUrl"]
+    assert url == f"https://registry-1.docker.io/v2/library/nginx/blobs/{layer}"
+    assert [where(ecr, "my-app/nginx", layer) for _ in range(2)] == ["upstream", "cached"]
+
+
+def test_pending_layers_stay_pending_for_some_seconds(start):
+    ecr = start(pending_layer_share=1.0, pending_layer_seconds=1.5)
+    layer = blobs(ecr, NGINX, "1.26")[0]
+    assert [where(ecr, NGINX, layer) for _ in range(3)] == ["upstream"] * 3
+    time.sleep(1.6)
+    assert where(ecr, NGINX, layer) == "cached"
+
+
+def test_requests_and_seconds_must_both_run_out(start):
+    ecr = start(pending_layer_share=1.0, pending_layer_requests=3, pending_layer_seconds=1)
+    config, layer = blobs(ecr, NGINX, "1.26")[:2]
+    assert [where(ecr, NGINX, config) for _ in range(4)] == ["upstream"] * 4
+    assert where(ecr, NGINX, layer) == "upstream"
+    time.sleep(1.1)
+    assert where(ecr, NGINX, config) == "cached"
+    assert [where(ecr, NGINX, layer) for _ in range(3)] == ["upstream", "upstream", "cached"]
+
+
+def test_explicit_pending_layers_whatever_the_share(start):
+    digests = blobs(start(), NGINX, "1.26")
+    config, first, second, third = digests[:4]
+    ecr = start(pending_layers=[first])
+    assert [where(ecr, NGINX, d) for d in blobs(ecr, NGINX, "1.26")] == ["cached", "upstream"] + ["cached"] * 6
+    assert where(ecr, NGINX, first) == "cached", "pending for pending_layer_requests (1) requests"
+
+    ecr = start(pending_layer_share=1.0, pending_layers={
+        config: {"requests": 0, "seconds": 0},
+        first: {"requests": 2},
+        second: {"requests": 10**9},
+        third: {"seconds": 1.5},
+    })
+    blobs(ecr, NGINX, "1.26")
+    assert [where(ecr, NGINX, config) for _ in range(2)] == ["cached", "cached"], "exempt from the share"
+    assert [where(ecr, NGINX, first) for _ in range(3)] == ["upstream", "upstream", "cached"]
+    assert [where(ecr, NGINX, second) for _ in range(20)] == ["upstream"] * 20, "pending for ever"
+    assert [where(ecr, NGINX, third) for _ in range(2)] == ["upstream", "upstream"]
+    time.sleep(1.6)
+    assert where(ecr, NGINX, third) == "cached"
+    assert [where(ecr, NGINX, digests[4]) for _ in range(2)] == ["upstream", "cached"], "the share, as before"
+
+
+def test_layer_errors_for_chosen_layers(start):
+    config, first, second, third = blobs(start(), NGINX, "1.26")[:4]
+    ecr = start(layer_errors={
+        first: "LayerInaccessibleException",
+        second: "LayersNotFoundException",
+        third: {"code": "UnableToGetUpstreamLayerException", "requests": 2},
+    }, pending_layers=[third])
+    blobs(ecr, NGINX, "1.26")
+    with pytest.raises(ClientError) as raised:
+        ecr.get_download_url_for_layer(repositoryName=NGINX, layerDigest=first)
+    assert raised.value.response["Error"]["Message"] == (
+        "The specified layer is not available because it is not associated with an image. "
+        "Unassociated image layers may be cleaned up at any time.")
+    assert [where(ecr, NGINX, first) for _ in range(2)] == ["LayerInaccessibleException"] * 2
+    assert [where(ecr, NGINX, second) for _ in range(2)] == ["LayersNotFoundException"] * 2
+    with pytest.raises(ClientError) as raised:
+        ecr.get_download_url_for_layer(repositoryName=NGINX, layerDigest=third)
+    assert raised.value.response["Error"]["Message"] == (
+        "Error encountered while getting the upstream layer matching the pull through cache rule.")
+    assert [where(ecr, NGINX, third) for _ in range(3)] == [
+        "UnableToGetUpstreamLayerException", "upstream", "cached"], "errors first, then pending, then cached"
+    assert where(ecr, NGINX, config) == "cached"
+    with pytest.raises(ValueError):
+        ecr_emulator.Emulator({"layer_errors": {first: "ThrottlingException"}})
+
+
+def test_a_share_of_upstream_layer_errors(start):
+    ecr = start(faults={"upstream_layer_error_share": 1.0})
+    digests = blobs(ecr, NGINX, "1.26")
+    assert {where(ecr, NGINX, d) for d in digests} == {"UnableToGetUpstreamLayerException"}
+
+    def answers(ecr):
+        blobs(ecr, NGINX, "1.26")
+        return [[where(ecr, NGINX, d) for _ in range(6)] for d in digests]
+
+    half = answers(start(faults={"upstream_layer_error_share": 0.5, "seed": 3}))
+    assert half == answers(start(faults={"upstream_layer_error_share": 0.5, "seed": 3}))
+    assert half != answers(start(faults={"upstream_layer_error_share": 0.5, "seed": 4}))
+    flat = [answer for layer in half for answer in layer]
+    assert set(flat) == {"UnableToGetUpstreamLayerException", "cached"}
+    assert all("cached" in layer for layer in half), "a retried layer gets through"
+
+
+def test_a_docker_manifest_list_is_imported_with_both_platforms(start):
+    ecr = start()
+    image = pull(ecr, REDIS, "7.4")["images"][0]
+    assert image["imageManifestMediaType"] == DOCKER_LIST
+    listing = json.loads(image["imageManifest"])
+    assert listing["mediaType"] == DOCKER_LIST and listing["schemaVersion"] == 2
+    assert [(m["mediaType"], m["platform"]) for m in listing["manifests"]] == [
+        (DOCKER_MANIFEST, {"architecture": "amd64", "os": "linux"}),
+        (DOCKER_MANIFEST, {"architecture": "arm64", "os": "linux", "variant": "v8"}),
+    ]
+    assert len(ecr.describe_images(repositoryName=REDIS)["imageDetails"]) == 3, "the list and its two manifests"
+    platforms = []
+    for entry in listing["manifests"]:
+        child = ecr.batch_get_image(repositoryName=REDIS, imageIds=[{"imageDigest": entry["digest"]}])["images"][0]
+        body = child["imageManifest"].encode()
+        assert (len(body), "sha256:" + hashlib.sha256(body).hexdigest()) == (entry["size"], entry["digest"])
+        assert child["imageManifestMediaType"] == DOCKER_MANIFEST
+        manifest = json.loads(body)
+        assert manifest["mediaType"] == DOCKER_MANIFEST
+        assert manifest["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+        assert {layer["mediaType"] for layer in manifest["layers"]} == {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"}
+        platforms.append([manifest["config"]["digest"]] + [layer["digest"] for layer in manifest["layers"]])
+    amd64, arm64 = platforms
+    assert set(amd64[1:]) & set(arm64[1:]), "the platforms share a layer"
+    assert amd64[0] != arm64[0]
+    assert {where(ecr, REDIS, digest) for digest in amd64 + arm64} == {"cached"}
+    # Another tag of the repository is unchanged: a single OCI manifest.
+    assert pull(ecr, REDIS, "7")["images"][0]["imageManifestMediaType"] == "application/vnd.oci.image.manifest.v1+json"
+
+
+def test_faults_do_not_depend_on_the_order_of_requests(start):
+    faults = {"throttle_share": 0.3, "upstream_unavailable_share": 0.3, "upstream_layer_error_share": 0.3,
+              "seed": 7}
+    images = [(NGINX, "1.26"), (NGINX, "1.27"), (REDIS, "7"), (REDIS, "7.4"), ("docker-hub/library/alpine", "3.20")]
+
+    def until_pulled(ecr, repository, tag):
+        answers = []
+        while not answers or answers[-1] != "ok":
+            try:
+                failures = pull(ecr, repository, tag)["failures"]
+                answers.append(failures[0]["failureCode"] if failures else "ok")
+            except ClientError as error:
+                answers.append(error.response["Error"]["Code"])
+            assert len(answers) < 30, "a retried pull gets through"
+        return answers
+
+    def layer_answers(ecr, repository, digest):
+        answers = []
+        for _ in range(4):
+            try:
+                url = ecr.get_download_url_for_layer(repositoryName=repository, layerDigest=digest)["downloadUrl"]
+                answers.append("cached" if url.startswith(STORAGE) else "upstream")
+            except ClientError as error:
+                answers.append(error.response["Error"]["Code"])
+        return answers
+
+    def run(order, workers):
+        ecr = without_retries(start(faults=faults, pending_layer_share=0.3))
+        with ThreadPoolExecutor(workers) as pool:
+            pulls = dict(zip(order, pool.map(lambda image: until_pulled(ecr, *image), order)))
+        plain = start()
+        layers = sorted({(repository, digest) for repository, tag in images
+                         for digest in layers_of_tag(plain, repository, tag)})
+        if order != images:
+            layers.reverse()
+        with ThreadPoolExecutor(workers) as pool:
+            answers = dict(zip(layers, pool.map(lambda layer: layer_answers(ecr, *layer), layers)))
+        return pulls, answers
+
+    one_by_one = run(images, 1)
+    all_at_once = run(list(reversed(images)), len(images))
+    assert one_by_one == all_at_once
+    pulls, answers = one_by_one
+    seen = {code for codes in pulls.values() for code in codes} | {a for codes in answers.values() for a in codes}
+    assert {"ThrottlingException", "UpstreamUnavailable", "UnableToGetUpstreamLayerException", "upstream",
+            "cached", "ok"} <= seen, seen
+
+
+def layers_of_tag(ecr, repository, tag):
+    """Every blob of every manifest of a tag, from an emulator without faults."""
+    image = pull(ecr, repository, tag)["images"][0]
+    manifest = json.loads(image["imageManifest"])
+    manifests = [manifest]
+    for entry in manifest.get("manifests", []):
+        child = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageDigest": entry["digest"]}])
+        manifests.append(json.loads(child["images"][0]["imageManifest"]))
+    return [digest for m in manifests for digest in
+            ([m["config"]["digest"]] if "config" in m else []) + [layer["digest"] for layer in m.get("layers", [])]]
