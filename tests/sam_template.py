@@ -64,12 +64,14 @@ def to_cloudformation(sam, parameters, code_uri="s3://package-bucket/bootstrap.z
 
 class Resolver:
     """Evaluates Ref, Fn::If, Fn::Join, Fn::Split, Fn::Select, Fn::Sub and the condition
-    functions over parameter values. A reference to a resource (Ref or Fn::GetAtt) becomes
-    the text `<Logical.Attribute>`."""
+    functions over parameter values. A reference to a resource (Ref or Fn::GetAtt) takes
+    its value from `created` ({"Logical": physical id, "Logical.Attribute": value}) when
+    given there, and otherwise becomes the text `<Logical>` or `<Logical.Attribute>`."""
 
-    def __init__(self, template, parameters):
+    def __init__(self, template, parameters, created=None, pseudo=None):
         self.template = template
-        self.values = dict(PSEUDO)
+        self.created = created or {}
+        self.values = {**PSEUDO, **(pseudo or {})}
         for name, spec in template.get("Parameters", {}).items():
             value = parameters.get(name, spec.get("Default", ""))
             if spec["Type"] in ("CommaDelimitedList", "List<AWS::EC2::Subnet::Id>"):
@@ -101,7 +103,10 @@ class Resolver:
             return _NO_VALUE
         if name in self.values:
             return self.values[name]
-        return f"<{name}>"
+        return self.attribute(name)
+
+    def attribute(self, name):
+        return self.created.get(name, f"<{name}>")
 
     def sub(self, arg):
         text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
@@ -113,7 +118,7 @@ class Resolver:
             if name in variables:
                 return str(variables[name])
             if "." in name:
-                return f"<{name}>"
+                return str(self.attribute(name))
             return str(self.ref(name))
 
         return re.sub(r"\$\{([^}]+)\}", value, text)
@@ -129,7 +134,7 @@ def _select(resolver, arg):
 
 _FUNCTIONS = {
     "Ref": lambda r, arg: r.ref(arg),
-    "Fn::GetAtt": lambda r, arg: "<" + (arg if isinstance(arg, str) else ".".join(arg)) + ">",
+    "Fn::GetAtt": lambda r, arg: r.attribute(arg if isinstance(arg, str) else ".".join(arg)),
     "Fn::If": lambda r, arg: r.resolve(arg[1] if r.condition(arg[0]) else arg[2]),
     # CloudFormation takes only a literal delimiter; resolved here all the same, so that a
     # check can report a template that breaks that rule rather than crash on it.
@@ -146,10 +151,10 @@ _FUNCTIONS = {
 }
 
 
-def resources_of(template, parameters):
+def resources_of(template, parameters, created=None, pseudo=None):
     """The resources CloudFormation would create with these parameters, their properties
-    resolved as far as parameters allow."""
-    resolver = Resolver(template, parameters)
+    resolved as far as parameters (and the resources of `created`, see Resolver) allow."""
+    resolver = Resolver(template, parameters, created, pseudo)
     return {
         name: {**resource, "Properties": resolver.resolve(resource.get("Properties", {}))}
         for name, resource in template["Resources"].items()
