@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::duration;
 use crate::metrics;
 use crate::outcome::ImageOutcome;
-use crate::plan::{self, PlannedImage};
+use crate::plan::{self, ListEntry, PlannedImage};
 use crate::rules::{Rule, RuleError, Rules};
 use crate::warm::{self, LayerMode, Platform, Report, WarmOptions};
 
@@ -153,7 +153,7 @@ async fn plan_command(args: InputArgs) -> Result<u8, UsageError> {
         false => None,
     };
     let rules = args.rules(config.as_ref()).await?;
-    let planned = plan::plan(&inputs, &rules);
+    let planned = plan_inputs(inputs, &rules);
     let mut out = io::stdout().lock();
     report_write_error(match args.output {
         Output::Json => planned.iter().try_for_each(|image| {
@@ -174,7 +174,7 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     let inputs = args.input.read_images()?;
     let config = args.input.aws_config().await?;
     let rules = args.input.rules(Some(&config)).await?;
-    let planned = plan::plan(&inputs, &rules);
+    let planned = plan_inputs(inputs, &rules);
     let options = WarmOptions {
         concurrency: usize::from(args.concurrency),
         // A timeout too long to represent is no timeout.
@@ -220,6 +220,10 @@ fn parse_platform(text: &str) -> Result<Platform, String> {
         .map_err(|error: warm::platform::PlatformError| error.to_string())
 }
 
+fn plan_inputs(inputs: Vec<ListEntry>, rules: &Rules) -> Vec<PlannedImage> {
+    inputs.into_iter().map(|input| input.plan(rules)).collect()
+}
+
 /// A progress bar on stderr, drawn only when stderr is a terminal.
 fn progress_bar(total: usize) -> ProgressBar {
     if !io::stderr().is_terminal() {
@@ -244,22 +248,27 @@ fn report_write_error(written: io::Result<()>) {
 }
 
 impl InputArgs {
-    /// The references from the arguments and the images file, in that order.
-    fn read_images(&self) -> Result<Vec<String>, UsageError> {
-        let mut inputs: Vec<String> = self.images.iter().map(|s| s.trim().to_string()).collect();
+    /// The references from the arguments and the images file, in that order;
+    /// a line of the file that cannot be read is its own error.
+    fn read_images(&self) -> Result<Vec<ListEntry>, UsageError> {
+        let mut inputs: Vec<ListEntry> = self
+            .images
+            .iter()
+            .map(|s| ListEntry::Text(s.trim().to_string()))
+            .collect();
         if let Some(path) = &self.images_file {
             let read_error = |source| UsageError::ImagesFile {
                 path: path.display().to_string(),
                 source,
             };
-            let text = if path.as_os_str() == "-" {
-                let mut text = String::new();
-                io::stdin().read_to_string(&mut text).map_err(read_error)?;
-                text
+            let bytes = if path.as_os_str() == "-" {
+                let mut bytes = Vec::new();
+                io::stdin().read_to_end(&mut bytes).map_err(read_error)?;
+                bytes
             } else {
-                std::fs::read_to_string(path).map_err(read_error)?
+                std::fs::read(path).map_err(read_error)?
             };
-            inputs.extend(plan::read_list(&text));
+            inputs.extend(plan::read_list_bytes(&bytes));
         }
         if inputs.is_empty() {
             return Err(UsageError::NoImages);

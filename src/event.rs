@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::plan::read_list;
 
 const SCHEDULED_EVENT: &str = "Scheduled Event";
+const SQS_SOURCE: &str = "aws:sqs";
 
 /// What an invocation was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,8 @@ pub enum EventError {
     DetailType(String),
     #[error("cannot read the {kind} event: {reason}. Send {{\"images\": [\"nginx:1.27\", ...]}}, or {{}} for the configured list")]
     Shape { kind: &'static str, reason: String },
+    #[error("unsupported event: its Records come from {0}, not from SQS. The function accepts EventBridge \"Scheduled Event\"s, direct invocations with {{\"images\": [...]}} (or {{}}), and SQS messages; check the trigger that sends it")]
+    RecordSource(String),
 }
 
 /// Decodes an invocation's payload.
@@ -84,6 +87,22 @@ pub fn decode(payload: Value) -> Result<Trigger, EventError> {
 }
 
 fn decode_sqs(payload: Value) -> Result<Trigger, EventError> {
+    // S3, SNS, DynamoDB and Kinesis events have Records too; each record names its source.
+    let sources = payload["Records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|record| {
+            record
+                .get("eventSource")
+                .or_else(|| record.get("EventSource"))
+                .and_then(Value::as_str)
+        });
+    for source in sources {
+        if source != SQS_SOURCE {
+            return Err(EventError::RecordSource(source.to_string()));
+        }
+    }
     let event: SqsEvent = serde_json::from_value(payload).map_err(|error| EventError::Shape {
         kind: "SQS",
         reason: error.to_string(),
@@ -244,5 +263,23 @@ mod tests {
             messages[6].images,
             Err("the message body is empty".to_string())
         );
+    }
+
+    #[test]
+    fn records_from_another_service_are_refused_with_their_source() {
+        let s3 = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]});
+        let error = decode(s3).unwrap_err();
+        assert_eq!(error, EventError::RecordSource("aws:s3".into()));
+        assert!(error.to_string().contains("SQS messages"), "{error}");
+        let sns = json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
+            "Sns": {"Message": "nginx:1.27"}}]});
+        assert_eq!(
+            decode(sns).unwrap_err(),
+            EventError::RecordSource("aws:sns".into())
+        );
+        let sqs =
+            json!({"Records": [{"messageId": "a", "body": "nginx", "eventSource": "aws:sqs"}]});
+        assert!(matches!(decode(sqs), Ok(Trigger::Sqs(_))));
     }
 }

@@ -644,6 +644,48 @@ mod tests {
             (4, 100, 20)
         );
         assert_eq!(settings.metrics_namespace, "Team/Warmer");
+
+        let defaults = Settings::from_env(env(&[])).unwrap();
+        assert_eq!(
+            (
+                defaults.platforms.len(),
+                defaults.layers,
+                defaults.layer_wait,
+                defaults.recheck_delay,
+                defaults.recheck_attempts
+            ),
+            (
+                0,
+                LayerMode::Verify,
+                Duration::from_secs(120),
+                Duration::from_secs(300),
+                6
+            )
+        );
+        let settings = Settings::from_env(env(&[
+            ("WARM_PLATFORMS", "linux/amd64, linux/arm64/v8"),
+            ("WARM_LAYERS", "request"),
+            ("WARM_LAYER_WAIT", "30s"),
+            ("WARM_RECHECK_DELAY", "15m"),
+            ("WARM_RECHECK_ATTEMPTS", "2"),
+        ]))
+        .unwrap();
+        let platforms: Vec<String> = settings.platforms.iter().map(|p| p.to_string()).collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64/v8"]);
+        assert_eq!(
+            (
+                settings.layers,
+                settings.layer_wait,
+                settings.recheck_delay,
+                settings.recheck_attempts
+            ),
+            (
+                LayerMode::Request,
+                Duration::from_secs(30),
+                Duration::from_secs(900),
+                2
+            )
+        );
     }
 
     #[test]
@@ -662,6 +704,23 @@ mod tests {
                 "WARM_FANOUT_THRESHOLD=\"-1\" is not valid: a whole number of at least 1",
             ),
             (("WARM_MESSAGE_IMAGES", "5000"), "from 1 to 1000"),
+            (
+                ("WARM_PLATFORMS", "linux/amd64,arm64"),
+                "WARM_PLATFORMS=\"linux/amd64,arm64\" is not valid: invalid platform \"arm64\"",
+            ),
+            (
+                ("WARM_LAYERS", "all"),
+                "WARM_LAYERS=\"all\" is not valid: none, request or verify",
+            ),
+            (
+                ("WARM_LAYER_WAIT", "soon"),
+                "WARM_LAYER_WAIT=\"soon\" is not valid: a duration such as 90s",
+            ),
+            (
+                ("WARM_RECHECK_DELAY", "1h"),
+                "at most 15m, the longest delay of an SQS message",
+            ),
+            (("WARM_RECHECK_ATTEMPTS", "x"), "from 0 to 100"),
             (
                 ("WARM_RULES", "docker-hub"),
                 "invalid WARM_RULES: invalid rule \"docker-hub\"",
@@ -758,7 +817,8 @@ mod tests {
         .to_string()
     }
 
-    /// A queue that refuses entry "0" of the first call, and records every body.
+    /// A queue that refuses entry "0" of the first call, and records every body
+    /// (with its delay in seconds, when it has one, as `DELAY|body`).
     fn fake_queue(bodies: Arc<Mutex<Vec<String>>>) -> aws_sdk_sqs::Client {
         let calls = Arc::new(Mutex::new(0));
         let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(move |req| {
@@ -779,10 +839,11 @@ mod tests {
                     );
                     continue;
                 }
-                bodies
-                    .lock()
-                    .unwrap()
-                    .push(entry.message_body().to_string());
+                let body = match entry.delay_seconds() {
+                    Some(delay) => format!("{delay}|{}", entry.message_body()),
+                    None => entry.message_body().to_string(),
+                };
+                bodies.lock().unwrap().push(body);
                 output = output.successful(
                     SendMessageBatchResultEntry::builder()
                         .id(entry.id())
@@ -798,7 +859,10 @@ mod tests {
     }
 
     fn warmer(settings: &[(&str, &str)], bodies: Arc<Mutex<Vec<String>>>) -> Warmer {
-        let mut pairs = vec![("WARM_RULES", "docker-hub=registry-1.docker.io")];
+        let mut pairs = vec![
+            ("WARM_RULES", "docker-hub=registry-1.docker.io"),
+            ("WARM_LAYER_WAIT", "50ms"),
+        ];
         pairs.extend_from_slice(settings);
         let settings = Settings::from_env(env(&pairs)).unwrap();
         Warmer {
@@ -1023,5 +1087,102 @@ mod tests {
         assert_eq!(response["summary"]["skipped"], 1);
         assert_eq!(response["enqueued"]["images"], 1);
         assert_eq!(*bodies.lock().unwrap(), [r#"{"images":["nginx:1.27"]}"#]);
+    }
+
+    const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/warm";
+
+    fn batch_failures(response: &Value) -> Vec<&str> {
+        response["batchItemFailures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["itemIdentifier"].as_str().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pending_images_are_sent_back_to_the_queue_with_a_delay() {
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let warmer = warmer(
+            &[("WARM_QUEUE_URL", QUEUE), ("WARM_RECHECK_DELAY", "5m")],
+            bodies.clone(),
+        );
+        // A direct warm: the pending image goes to the queue for its first re-check.
+        let response = invoke(&warmer, json!({"images": ["nginx:slow-1", "nginx:1.27"]})).await;
+        assert_eq!(response["images"][0]["status"], "pending");
+        assert_eq!(response["images"][1]["status"], "imported");
+        assert_eq!(response["rechecks"]["images"], 1);
+        assert_eq!(
+            bodies.lock().unwrap().last().unwrap(),
+            r#"300|{"images":["nginx:slow-1"],"recheck":1}"#
+        );
+
+        // Its re-check is still pending: the message is done, the image sent on with one more.
+        let event = json!({"Records": [
+            {"messageId": "m1", "body": "{\"images\": [\"nginx:slow-1\", \"nginx:1.26\"], \"recheck\": 1}"},
+            {"messageId": "m2", "body": "{\"images\": [\"nginx:1.25\"], \"recheck\": 1}"}
+        ]});
+        let response = invoke(&warmer, event).await;
+        assert_eq!(
+            batch_failures(&response),
+            Vec::<&str>::new(),
+            "no message comes back"
+        );
+        assert_eq!(
+            bodies.lock().unwrap().last().unwrap(),
+            r#"300|{"images":["nginx:slow-1"],"recheck":2}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pending_image_past_the_last_recheck_fails_as_layers_not_cached() {
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let warmer = warmer(
+            &[("WARM_QUEUE_URL", QUEUE), ("WARM_RECHECK_ATTEMPTS", "6")],
+            bodies.clone(),
+        );
+        let sent_before = bodies.lock().unwrap().len();
+        let event = json!({"Records": [
+            {"messageId": "last", "body": "{\"images\": [\"nginx:slow-1\"], \"recheck\": 6}"}
+        ]});
+        let response = invoke(&warmer, event).await;
+        assert_eq!(
+            batch_failures(&response),
+            Vec::<&str>::new(),
+            "a final outcome deletes the message"
+        );
+        assert_eq!(
+            bodies.lock().unwrap().len(),
+            sent_before,
+            "nothing sent again"
+        );
+
+        // The same, seen from the report the message's images make.
+        let mut report = warm_planned(
+            &warmer,
+            &plan::plan(&["nginx:slow-1".to_string()], &warmer.rules),
+            None,
+        )
+        .await;
+        assert_eq!(report.images[0].status, Status::Pending);
+        layers_not_cached(&mut report.images[0], 6);
+        report.recount();
+        let image = &report.images[0];
+        assert_eq!(image.failure_code.as_deref(), Some("LayersNotCached"));
+        assert!(image
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("still pending after 6 re-checks: 1 of 2 blobs"));
+        assert!(image.hint.as_deref().unwrap().contains("every check"));
+        assert_eq!((report.summary.failed, report.summary.pending), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn pending_images_without_a_queue_make_their_message_come_back() {
+        let warmer = warmer(&[], Arc::default());
+        let event = json!({"Records": [{"messageId": "m1", "body": "nginx:slow-1"}]});
+        let response = invoke(&warmer, event).await;
+        assert_eq!(batch_failures(&response), ["m1"]);
     }
 }

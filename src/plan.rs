@@ -112,13 +112,65 @@ pub fn plan(inputs: &[String], rules: &Rules) -> Vec<PlannedImage> {
 /// The references in a list as people keep them: one per line (or separated
 /// by commas), blank lines and `#` comments ignored.
 pub fn read_list(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|line| line.split_once('#').map_or(line, |(before, _)| before))
-        .flat_map(|line| line.split(','))
+    text.lines().flat_map(line_entries).collect()
+}
+
+fn line_entries(line: &str) -> Vec<String> {
+    let line = line.split_once('#').map_or(line, |(before, _)| before);
+    line.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// One entry of a list: its text, or a line that cannot be read and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListEntry {
+    Text(String),
+    Unreadable { input: String, error: String },
+}
+
+impl ListEntry {
+    pub fn plan(self, rules: &Rules) -> PlannedImage {
+        match self {
+            ListEntry::Text(text) => PlannedImage::new(&text, rules),
+            ListEntry::Unreadable { input, error } => PlannedImage {
+                input,
+                reference: None,
+                target: None,
+                error: Some(error),
+            },
+        }
+    }
+}
+
+/// A list file as bytes: a line that is not valid UTF-8 is that line's
+/// error, and every other line is read as [`read_list`] does.
+pub fn read_list_bytes(bytes: &[u8]) -> Vec<ListEntry> {
+    let mut entries = Vec::new();
+    for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = match line.iter().position(|&b| b == b'#') {
+            Some(comment) => &line[..comment],
+            None => line,
+        };
+        match std::str::from_utf8(line) {
+            Ok(text) => entries.extend(line_entries(text).into_iter().map(ListEntry::Text)),
+            Err(error) => {
+                let input = String::from_utf8_lossy(line).trim().to_string();
+                let byte = line[error.valid_up_to()];
+                entries.push(ListEntry::Unreadable {
+                    input,
+                    error: format!(
+                        "line {} is not valid UTF-8 (byte 0x{byte:02x} at column {}): save the list as UTF-8",
+                        number + 1,
+                        error.valid_up_to() + 1
+                    ),
+                });
+            }
+        }
+    }
+    entries
 }
 
 #[cfg(test)]
@@ -133,6 +185,25 @@ mod tests {
             read_list(text),
             ["nginx:1.27", "redis:7", "alpine", "busybox"]
         );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_its_own_error() {
+        let entries = read_list_bytes(b"nginx:1.27\nredis:\xff7\n# caf\xe9\nalpine, busybox\n");
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
+        let planned: Vec<PlannedImage> = entries.into_iter().map(|e| e.plan(&rules)).collect();
+        let inputs: Vec<&str> = planned.iter().map(|p| p.input.as_str()).collect();
+        assert_eq!(
+            inputs,
+            ["nginx:1.27", "redis:\u{fffd}7", "alpine", "busybox"],
+            "an invalid byte in a comment is ignored"
+        );
+        assert_eq!(
+            planned[1].error.as_deref(),
+            Some("line 2 is not valid UTF-8 (byte 0xff at column 7): save the list as UTF-8")
+        );
+        assert!(planned[1].reference.is_none());
+        assert!(planned[0].is_ready() && planned[2].is_ready() && planned[3].is_ready());
     }
 
     #[test]

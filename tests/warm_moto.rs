@@ -1,4 +1,5 @@
-//! `ecr-cache-warmer warm` against moto's ECR over HTTP.
+//! `ecr-cache-warmer warm --layers none` against moto's ECR over HTTP (moto
+//! knows no GetDownloadUrlForLayer).
 
 mod support;
 
@@ -56,6 +57,9 @@ async fn warm_reports_cached_missing_and_denied_images() {
     let output = Command::new(BIN)
         .args([
             "warm",
+            // moto answers no GetDownloadUrlForLayer: manifests only.
+            "--layers",
+            "none",
             "--rule",
             "docker-hub=registry-1.docker.io",
             "--output",
@@ -163,6 +167,9 @@ async fn warm_text_output_shows_each_image_and_the_hints() {
     let output = Command::new(BIN)
         .args([
             "warm",
+            // moto answers no GetDownloadUrlForLayer: manifests only.
+            "--layers",
+            "none",
             "--rule",
             "docker-hub=registry-1.docker.io",
             "alpine:3.20",
@@ -177,13 +184,18 @@ async fn warm_text_output_shows_each_image_and_the_hints() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("1 image: 0 imported, 0 refreshed, 1 unchanged, 0 failed, 0 skipped"),
+        stdout.contains(
+            "1 image: 0 imported, 0 refreshed, 1 unchanged, 0 pending, 0 failed, 0 skipped"
+        ),
         "{stdout}"
     );
 
     let output = Command::new(BIN)
         .args([
             "warm",
+            // moto answers no GetDownloadUrlForLayer: manifests only.
+            "--layers",
+            "none",
             "--rule",
             "docker-hub=registry-1.docker.io",
             "alpine:0-missing",

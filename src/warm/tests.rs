@@ -755,3 +755,491 @@ async fn progress_counts_up_to_every_input() {
     assert_eq!(seen.first(), Some(&1));
     assert_eq!(seen.last(), Some(&3));
 }
+
+/// nginx:1.27 as a multi-arch index (amd64, arm64/v8 and an attestation) whose
+/// two platforms share their base layer.
+fn multi_arch(registry: &mut Registry, media_type: &str, tag: &str, n: u32) -> [String; 2] {
+    let (amd64, arm64) = (digest(n + 1), digest(n + 2));
+    registry.manifests.insert(
+        digest(n),
+        index(
+            media_type,
+            &[("linux/amd64", &amd64), ("linux/arm64/v8", &arm64)],
+        ),
+    );
+    registry.manifests.insert(
+        amd64.clone(),
+        image_manifest(
+            &blob(&format!("{n}/amd64/config")),
+            &[blob("base"), blob(&format!("{n}/amd64/app"))],
+        ),
+    );
+    registry.manifests.insert(
+        arm64.clone(),
+        image_manifest(
+            &blob(&format!("{n}/arm64/config")),
+            &[blob("base"), blob(&format!("{n}/arm64/app"))],
+        ),
+    );
+    registry.upstream(NGINX, tag, Ok(digest(n)));
+    [amd64, arm64]
+}
+
+fn layer_calls_for(registry: &Arc<Mutex<Registry>>, digest: &str) -> usize {
+    let registry = registry.lock().unwrap();
+    registry
+        .layer_calls
+        .iter()
+        .filter(|(_, d)| d == digest)
+        .count()
+}
+
+#[tokio::test]
+async fn every_runnable_platform_of_an_index_is_warmed_with_its_layers() {
+    for media_type in [OCI_INDEX, DOCKER_LIST] {
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let [amd64, arm64] = multi_arch(&mut registry.lock().unwrap(), media_type, "1.27", 100);
+        let report = run(&registry, &["nginx:1.27"], &fast()).await;
+        let image = &report.images[0];
+        assert_eq!(image.status, Status::Imported, "{media_type}: {image:?}");
+        type Row<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Status,
+            Option<LayerCounts>,
+        );
+        let platforms: Vec<Row> = image
+            .platforms
+            .iter()
+            .map(|p| {
+                (
+                    p.platform.as_deref(),
+                    p.digest.as_deref(),
+                    p.status,
+                    p.layers,
+                )
+            })
+            .collect();
+        let three_cached = Some(LayerCounts {
+            total: 3,
+            cached: 3,
+            pending: 0,
+            failed: 0,
+        });
+        assert_eq!(
+            platforms,
+            [
+                (
+                    Some("linux/amd64"),
+                    Some(amd64.as_str()),
+                    Status::Imported,
+                    three_cached
+                ),
+                (
+                    Some("linux/arm64/v8"),
+                    Some(arm64.as_str()),
+                    Status::Imported,
+                    three_cached
+                ),
+            ]
+        );
+        let registry = registry.lock().unwrap();
+        // The tag, then both platform manifests in one call; never the attestation.
+        assert_eq!(
+            registry.batch_ids,
+            [vec!["1.27".to_string()], vec![amd64, arm64]]
+        );
+        // Two configs, two app layers and the shared base layer, each asked once.
+        assert_eq!(registry.layer_calls.len(), 5);
+        assert_eq!(
+            report.summary.layers,
+            LayerCounts {
+                total: 5,
+                cached: 5,
+                pending: 0,
+                failed: 0
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wanted_platform_the_index_lacks_fails_the_image_and_names_what_it_has() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    multi_arch(&mut registry.lock().unwrap(), OCI_INDEX, "1.27", 100);
+    let options = WarmOptions {
+        platforms: vec![
+            "linux/arm64".parse().unwrap(),
+            "linux/s390x".parse().unwrap(),
+        ],
+        ..fast()
+    };
+    let report = run(&registry, &["nginx:1.27"], &options).await;
+    let image = &report.images[0];
+    assert_eq!(image.status, Status::Failed);
+    assert_eq!(image.failure_code.as_deref(), Some("PlatformNotFound"));
+    assert_eq!(
+        image.message.as_deref(),
+        Some("linux/s390x: the image index has no linux/s390x manifest; it has linux/amd64, linux/arm64/v8")
+    );
+    assert!(image.hint.as_deref().unwrap().contains("--platform"));
+    let statuses: Vec<(Option<&str>, Status)> = image
+        .platforms
+        .iter()
+        .map(|p| (p.platform.as_deref(), p.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (Some("linux/arm64/v8"), Status::Imported),
+            (Some("linux/s390x"), Status::Failed)
+        ]
+    );
+    // Only the wanted platform's blobs were asked for.
+    assert_eq!(registry.lock().unwrap().layer_calls.len(), 3);
+}
+
+#[tokio::test]
+async fn a_blob_shared_by_platforms_and_tags_is_asked_once() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    {
+        let mut r = registry.lock().unwrap();
+        multi_arch(&mut r, OCI_INDEX, "1.27", 100);
+        multi_arch(&mut r, DOCKER_LIST, "1.27-alpine", 200);
+    }
+    let report = run(
+        &registry,
+        &["nginx:1.27", "nginx:1.27-alpine", "nginx:1.27"],
+        &fast(),
+    )
+    .await;
+    assert!(
+        report.images.iter().all(|i| i.status == Status::Imported),
+        "{:?}",
+        report.images
+    );
+    assert_eq!(layer_calls_for(&registry, &blob("base")), 1);
+    // 4 configs, 4 app layers, 1 base layer.
+    assert_eq!(registry.lock().unwrap().layer_calls.len(), 9);
+    assert_eq!(report.summary.layers.total, 9);
+}
+
+#[tokio::test]
+async fn pending_blobs_are_asked_again_until_they_are_on_ecr_storage() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let [amd64, _] = {
+        let mut r = registry.lock().unwrap();
+        let platforms = multi_arch(&mut r, OCI_INDEX, "1.27", 100);
+        r.replies(
+            &blob("base"),
+            &[
+                LayerReply::Url(UPSTREAM_URL),
+                LayerReply::Error("LayersNotFoundException"),
+            ],
+        );
+        platforms
+    };
+    let report = run(&registry, &["nginx:1.27"], &fast()).await;
+    assert_eq!(
+        report.images[0].status,
+        Status::Imported,
+        "{:?}",
+        report.images[0]
+    );
+    assert_eq!(layer_calls_for(&registry, &blob("base")), 3);
+    assert_eq!(layer_calls_for(&registry, &blob("100/amd64/app")), 1);
+    assert_eq!(
+        report.images[0].platforms[0].digest.as_deref(),
+        Some(amd64.as_str())
+    );
+}
+
+#[tokio::test]
+async fn blobs_still_pending_after_the_layer_wait_leave_the_image_pending() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    {
+        let mut r = registry.lock().unwrap();
+        multi_arch(&mut r, OCI_INDEX, "1.27", 100);
+        r.replies(
+            &blob("100/arm64/app"),
+            &[LayerReply::Url(UPSTREAM_URL); 1000],
+        );
+    }
+    let options = WarmOptions {
+        layer_wait: Duration::from_millis(100),
+        ..fast()
+    };
+    let report = run(&registry, &["nginx:1.27"], &options).await;
+    let image = &report.images[0];
+    assert_eq!(image.status, Status::Pending);
+    assert!(image.retryable);
+    let message = image.message.as_deref().unwrap();
+    assert!(
+        message.starts_with("1 of 6 blobs are not on ECR's layer storage")
+            && message.contains(&blob("100/arm64/app"))
+            && message.contains("production.cloudflare.docker.com"),
+        "{message}"
+    );
+    assert!(image.hint.as_deref().unwrap().contains("--layer-wait"));
+    let statuses: Vec<Status> = image.platforms.iter().map(|p| p.status).collect();
+    assert_eq!(statuses, [Status::Imported, Status::Pending]);
+    assert_eq!(
+        image.platforms[1].layers,
+        Some(LayerCounts {
+            total: 3,
+            cached: 2,
+            pending: 1,
+            failed: 0
+        })
+    );
+    assert_eq!(report.summary.pending, 1);
+    assert_eq!(report.summary.layers.pending, 1);
+    assert!(!report.all_warm());
+    assert!(
+        layer_calls_for(&registry, &blob("100/arm64/app")) > 2,
+        "asked again while waiting"
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_cuts_a_layer_wait_short() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    {
+        let mut r = registry.lock().unwrap();
+        r.upstream(NGINX, "1.27", Ok(digest(1)));
+        r.replies(
+            &blob(&format!("{}/1", digest(1))),
+            &[LayerReply::Url(UPSTREAM_URL); 1000],
+        );
+    }
+    let options = WarmOptions {
+        deadline: Some(Instant::now() + Duration::from_millis(300)),
+        layer_wait: Duration::from_secs(600),
+        backoff: Duration::from_millis(20),
+        ..WarmOptions::default()
+    };
+    let started = Instant::now();
+    let report = run(&registry, &["nginx:1.27"], &options).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.images[0].status, Status::Pending);
+}
+
+#[tokio::test]
+async fn a_refreshed_tag_whose_new_layer_is_pending_is_not_called_refreshed() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    {
+        let mut r = registry.lock().unwrap();
+        r.cache(NGINX, "1.27", digest(1));
+        r.upstream(NGINX, "1.27", Ok(digest(2)));
+        r.replies(
+            &blob(&format!("{}/2", digest(2))),
+            &[LayerReply::Url(UPSTREAM_URL); 1000],
+        );
+    }
+    let options = WarmOptions {
+        layer_wait: Duration::from_millis(50),
+        ..fast()
+    };
+    let report = run(&registry, &["nginx:1.27"], &options).await;
+    let image = &report.images[0];
+    assert_eq!(image.status, Status::Pending);
+    assert_eq!(image.previous_digest.as_deref(), Some(digest(1).as_str()));
+    assert_eq!(image.digest.as_deref(), Some(digest(2).as_str()));
+    assert_eq!(
+        image.platforms[0].platform, None,
+        "a single manifest has no platform of its own"
+    );
+    assert_eq!(image.platforms[0].status, Status::Pending);
+}
+
+#[tokio::test]
+async fn each_layer_error_fails_the_image_with_a_hint() {
+    let cases = [
+        (
+            "LayerInaccessibleException",
+            1,
+            "foreign or non-distributable",
+        ),
+        (
+            "UnableToGetUpstreamLayerException",
+            4,
+            "Secrets Manager credential",
+        ),
+        ("RepositoryNotFoundException", 1, ""),
+    ];
+    for (code, calls, hint) in cases {
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let layer = blob(&format!("{}/1", digest(1)));
+        {
+            let mut r = registry.lock().unwrap();
+            r.upstream(NGINX, "1.27", Ok(digest(1)));
+            r.replies(&layer, &[LayerReply::Error(code); 10]);
+        }
+        let report = run(&registry, &["nginx:1.27"], &fast()).await;
+        let image = &report.images[0];
+        assert_eq!(image.status, Status::Failed, "{code}");
+        assert_eq!(image.failure_code.as_deref(), Some(code));
+        let message = image.message.as_deref().unwrap();
+        assert!(
+            message.contains(&layer) && message.contains("GetDownloadUrlForLayer"),
+            "{message}"
+        );
+        match hint {
+            "" => {}
+            hint => assert!(
+                image.hint.as_deref().unwrap().contains(hint),
+                "{code}: {:?}",
+                image.hint
+            ),
+        }
+        assert_eq!(layer_calls_for(&registry, &layer), calls, "{code}");
+        assert_eq!(image.platforms[0].layers.unwrap().failed, 1);
+        assert_eq!(report.summary.layers.failed, 1);
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_layer_error_that_passes_is_retried_away() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let layer = blob(&format!("{}/1", digest(1)));
+    {
+        let mut r = registry.lock().unwrap();
+        r.upstream(NGINX, "1.27", Ok(digest(1)));
+        r.replies(
+            &layer,
+            &[LayerReply::Error("UnableToGetUpstreamLayerException")],
+        );
+    }
+    let report = run(&registry, &["nginx:1.27"], &fast()).await;
+    assert_eq!(report.images[0].status, Status::Imported);
+    assert_eq!(layer_calls_for(&registry, &layer), 2);
+}
+
+#[tokio::test]
+async fn layers_none_asks_for_no_blob() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let [amd64, arm64] = multi_arch(&mut registry.lock().unwrap(), OCI_INDEX, "1.27", 100);
+    let options = WarmOptions {
+        layers: LayerMode::None,
+        ..fast()
+    };
+    let report = run(&registry, &["nginx:1.27"], &options).await;
+    let image = &report.images[0];
+    assert_eq!(image.status, Status::Imported);
+    assert!(image.platforms.iter().all(|p| p.layers.is_none()));
+    assert_eq!(
+        image.platforms.len(),
+        2,
+        "platform manifests are still pulled"
+    );
+    let registry = registry.lock().unwrap();
+    assert!(registry.layer_calls.is_empty());
+    assert_eq!(registry.batch_ids[1], [amd64, arm64]);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["images"][0]["platforms"][0]["layers"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        json["summary"]["layers"],
+        serde_json::json!({"total": 0, "cached": 0, "pending": 0, "failed": 0})
+    );
+}
+
+#[tokio::test]
+async fn layers_request_asks_for_every_blob_without_judging_urls() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    {
+        let mut r = registry.lock().unwrap();
+        multi_arch(&mut r, OCI_INDEX, "1.27", 100);
+        r.replies(&blob("base"), &[LayerReply::Url(UPSTREAM_URL)]);
+        r.upstream(NGINX, "1.26", Ok(digest(1)));
+        r.replies(
+            &blob(&format!("{}/1", digest(1))),
+            &[LayerReply::Error("LayersNotFoundException")],
+        );
+    }
+    let options = WarmOptions {
+        layers: LayerMode::Request,
+        ..fast()
+    };
+    let report = run(&registry, &["nginx:1.27", "nginx:1.26"], &options).await;
+    assert_eq!(
+        report.images[0].status,
+        Status::Imported,
+        "{:?}",
+        report.images[0]
+    );
+    assert_eq!(
+        layer_calls_for(&registry, &blob("base")),
+        1,
+        "not asked again"
+    );
+    assert_eq!(report.images[1].status, Status::Failed);
+    assert_eq!(
+        report.images[1].failure_code.as_deref(),
+        Some("LayersNotFoundException")
+    );
+}
+
+#[tokio::test]
+async fn a_tag_and_digest_match_only_their_own_answer() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    registry.lock().unwrap().upstream(NGINX, "1", Ok(digest(1)));
+    let right = format!("nginx:1@{}", digest(1));
+    let wrong = format!("nginx:1@{}", digest(2));
+    let report = run(&registry, &[&right, &wrong], &fast()).await;
+    assert_eq!(report.images[0].status, Status::Imported);
+    assert_eq!(report.images[0].digest.as_deref(), Some(digest(1).as_str()));
+    assert_eq!(report.images[1].status, Status::Failed);
+    assert_eq!(
+        report.images[1].failure_code.as_deref(),
+        Some("ImageTagDoesNotMatchDigest")
+    );
+}
+
+#[tokio::test]
+async fn the_json_document_has_platforms_and_layer_counts() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    multi_arch(&mut registry.lock().unwrap(), OCI_INDEX, "1.27", 100);
+    let report = run(&registry, &["nginx:1.27"], &fast()).await;
+    let json = serde_json::to_value(&report).unwrap();
+    let image = &json["images"][0];
+    for field in [
+        "input",
+        "selector",
+        "cache_repository",
+        "tag",
+        "digest",
+        "status",
+        "previous_digest",
+        "failure_code",
+        "message",
+        "hint",
+        "platforms",
+    ] {
+        assert!(image.get(field).is_some(), "{field} in {image}");
+    }
+    assert_eq!(
+        image["platforms"][1],
+        serde_json::json!({"platform": "linux/arm64/v8", "digest": digest(102), "status": "imported",
+                           "layers": {"total": 3, "cached": 3, "pending": 0, "failed": 0}})
+    );
+    for field in [
+        "total",
+        "imported",
+        "refreshed",
+        "unchanged",
+        "failed",
+        "skipped",
+        "pending",
+        "duration_ms",
+        "layers",
+    ] {
+        assert!(json["summary"].get(field).is_some(), "{field}");
+    }
+}
