@@ -26,18 +26,33 @@ impl MotoServer {
     }
 
     /// The pull-through cache emulator (emulator/ecr_emulator.py) with a JSON config file.
+    /// It picks its own free port and says which on its first line.
     pub fn start_emulator(config: &Path) -> MotoServer {
+        use std::io::{BufRead, BufReader};
         let python = std::env::var("EMULATOR_PYTHON").unwrap_or_else(|_| "python3".to_string());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator/ecr_emulator.py");
-        let port = free_port();
-        let command = Command::new(&python)
+        let mut child = Command::new(&python)
             .arg(script)
-            .args(["--port", &port.to_string(), "--config"])
+            .args(["--port", "0", "--config"])
             .arg(config)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .spawn();
-        MotoServer::listening(command, "the ECR emulator", port)
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start the ECR emulator: {error}; run `make deps` (pip install -r requirements-dev.txt)")
+            });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|url| url.starts_with("http://"))
+            .unwrap_or_else(|| panic!("the ECR emulator did not say where it listens: {line:?}"))
+            .to_string();
+        MotoServer { child, endpoint }
     }
 
     fn listening(command: std::io::Result<Child>, name: &str, port: u16) -> MotoServer {
@@ -92,6 +107,46 @@ impl Drop for MotoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fresh temporary folder with a copy of the emulator's catalog and a
+/// config file that uses it; removed when dropped.
+pub struct EmulatorDir {
+    pub path: std::path::PathBuf,
+    pub config: std::path::PathBuf,
+}
+
+impl EmulatorDir {
+    pub fn new(mut config: serde_json::Value) -> EmulatorDir {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "ecr-cache-warmer-test-{}-{n}-{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator/catalog.json");
+        std::fs::copy(catalog, path.join("catalog.json")).unwrap();
+        config["catalog"] = serde_json::json!("catalog.json");
+        let config_path = path.join("config.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        EmulatorDir {
+            path,
+            config: config_path,
+        }
+    }
+}
+
+impl Drop for EmulatorDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn fastrand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 fn free_port() -> u16 {
