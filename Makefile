@@ -2,7 +2,7 @@
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all build lambda demo test lint deps clean
+.PHONY: all build lambda package demo test lint deps clean
 
 all: build
 
@@ -13,6 +13,18 @@ build:
 # `sam build` does the same through cargo-lambda.
 lambda: deps
 	cargo lambda build --release --arm64
+
+# The deployment package exactly as `sam build --beta-features` makes it, checked to be
+# an aarch64 executable (.aws-sam/build/WarmerFunction/bootstrap); `sam deploy` uploads
+# it. Takes minutes: not part of `make test`.
+package: deps $(VENV)/sam/.installed
+	bash scripts/package.sh
+
+$(VENV)/sam/.installed: requirements-package.txt | $(VENV)/.installed
+	python3 -m venv $(VENV)/sam
+	$(VENV)/sam/bin/pip install --quiet --upgrade pip
+	$(VENV)/sam/bin/pip install --quiet -r requirements-package.txt
+	touch $@
 
 deps: $(VENV)/.installed
 
@@ -34,6 +46,7 @@ lint:
 test: deps lint
 	cargo test
 	python3 tests/template_check.py
+	python3 tests/deploy_check.py
 	python3 -m pytest -q emulator/tests
 	bash tests/lambda-e2e.sh
 
