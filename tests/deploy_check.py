@@ -221,8 +221,7 @@ def statements_of(document):
             # moto's CloudFormation stores an inline policy of AWS::IAM::Role as the
             # Python text of the document (single quotes), and GetRolePolicy returns that.
             document = ast.literal_eval(document)
-    statements = document["Statement"]
-    return statements if isinstance(statements, list) else [statements]
+    return as_list(document["Statement"])
 
 
 def as_list(value):
@@ -246,6 +245,7 @@ def check_stack(moto, name, parameters, expect):
     function_arn = function["FunctionArn"]
     queue_url, dlq_url = physical["WarmQueue"], physical["WarmDeadLetterQueue"]
     queue_arn, dlq_arn = created["WarmQueue.Arn"], created["WarmDeadLetterQueue.Arn"]
+    failed_url, failed_arn = physical["FailedInvocationQueue"], created["FailedInvocationQueue.Arn"]
 
     # The function
     # moto's CloudFormation ignores Architectures (the function comes out x86_64): the
@@ -258,7 +258,7 @@ def check_stack(moto, name, parameters, expect):
           (function["MemorySize"], function["Timeout"]) == (expect["memory"], expect["timeout"]),
           (function["MemorySize"], function["Timeout"]))
     env = {k: str(v) for k, v in function.get("Environment", {}).get("Variables", {}).items()}
-    wanted = {**expect["env"], "WARM_QUEUE_URL": queue_url}
+    wanted = {**expect["env"], "WARM_QUEUE_URL": queue_url, "WARM_IMAGES_S3_URI": expect["images_s3_uri"]}
     check(f"{name}: the function's environment carries every setting, and the queue's URL",
           env == wanted, f"got {env}, expected {wanted}")
     check(f"{name}: the function runs with the stack's role",
@@ -269,7 +269,8 @@ def check_stack(moto, name, parameters, expect):
           (sorted(vpc.get("SubnetIds", [])), sorted(vpc.get("SecurityGroupIds", [])))
           == (sorted(expect["vpc"].get("SubnetIds", [])), sorted(expect["vpc"].get("SecurityGroupIds", []))),
           vpc)
-    outputs_wanted = {"FunctionName": function_name, "QueueUrl": queue_url, "DeadLetterQueueUrl": dlq_url}
+    outputs_wanted = {"FunctionName": function_name, "QueueUrl": queue_url, "DeadLetterQueueUrl": dlq_url,
+                      "FailedInvocationQueueUrl": failed_url}
     check(f"{name}: the outputs name the function and the queues",
           {k: outputs.get(k) for k in outputs_wanted} == outputs_wanted, outputs)
 
@@ -280,6 +281,12 @@ def check_stack(moto, name, parameters, expect):
     check(f"{name}: the schedule runs {expect['schedule']} and targets the function",
           rule["ScheduleExpression"] == expect["schedule"] and rule["State"] == "ENABLED"
           and [t["Arn"] for t in targets] == [function_arn], (rule, targets))
+    # An asynchronous invocation (the schedule's) that still fails after Lambda's retries
+    # goes to the failed-invocation queue (created by the test: see NOT_IN_MOTO_CLOUDFORMATION).
+    invoke_config = lambda_.get_function_event_invoke_config(FunctionName=function_name)
+    check(f"{name}: a failed scheduled invocation is recorded in the failed-invocation queue, after 2 retries",
+          invoke_config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination") == failed_arn
+          and invoke_config.get("MaximumRetryAttempts") == 2, invoke_config)
     policy = json.loads(lambda_.get_policy(FunctionName=function_name)["Policy"])
     check(f"{name}: EventBridge may invoke the function for that rule only",
           any(s["Principal"] == {"Service": "events.amazonaws.com"} and s["Action"] == "lambda:InvokeFunction"
@@ -292,6 +299,9 @@ def check_stack(moto, name, parameters, expect):
           [(m["EventSourceArn"], m["BatchSize"]) for m in mappings] == [(queue_arn, 10)], mappings)
     check(f"{name}: the event source mapping reports batch item failures (ReportBatchItemFailures)",
           [m.get("FunctionResponseTypes") for m in mappings] == [["ReportBatchItemFailures"]], mappings)
+    check(f"{name}: at most {expect['queue_concurrency']} invocations read the queue at once",
+          [int(m.get("ScalingConfig", {}).get("MaximumConcurrency", 0)) for m in mappings]
+          == [expect["queue_concurrency"]], mappings)
     queue = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(queue.get("RedrivePolicy", "{}"))
     check(f"{name}: the queue sends a message to the dead-letter queue after 3 receives",
@@ -313,8 +323,14 @@ def check_stack(moto, name, parameters, expect):
           len(pull) == 1 and set(as_list(pull[0]["Action"])) == PULL_ACTIONS
           and sorted(as_list(pull[0]["Resource"])) == sorted(arns), pull)
     send = [s for s in statements if "sqs:SendMessage" in as_list(s["Action"])]
-    check(f"{name}: the function may send (SendMessage, SendMessageBatch) to its own queue only",
-          [as_list(s["Resource"]) for s in send] == [[queue_arn]], send)
+    check(f"{name}: the function may send (SendMessage, SendMessageBatch) to its own queue and the failed-invocation queue only",
+          sorted(r for s in send for r in as_list(s["Resource"])) == sorted([queue_arn, failed_arn]), send)
+    reads = [s for s in statements if "s3:GetObject" in as_list(s["Action"])]
+    bucket_and_key = expect["images_s3_uri"].removeprefix("s3://")
+    check(f"{name}: " + (f"the function may read {expect['images_s3_uri']} only" if bucket_and_key
+                         else "the function may read no S3 object"),
+          [as_list(s["Resource"]) for s in reads] == ([[f"arn:aws:s3:::{bucket_and_key}"]] if bucket_and_key else []),
+          reads)
     read = [s for s in statements if "sqs:ReceiveMessage" in as_list(s["Action"])]
     check(f"{name}: the function may receive and delete messages of its own queue only",
           [as_list(s["Resource"]) for s in read] == [[queue_arn]]
@@ -346,18 +362,47 @@ def check_stack(moto, name, parameters, expect):
                                          created["WarmDeadLetterQueue.QueueName"])), body[:200])
 
     # Alarms (created by the test: see NOT_IN_MOTO_CLOUDFORMATION)
-    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=f"{name}-")["MetricAlarms"]}
-    failed = alarms.get(f"{name}-FailedImagesAlarm", {})
-    check(f"{name}: an alarm on failed images in {expect['namespace']}",
-          (failed.get("Namespace"), failed.get("MetricName")) == (expect["namespace"], "Failed"), failed)
-    dead = alarms.get(f"{name}-DeadLetterAlarm", {})
-    check(f"{name}: an alarm on messages in the dead-letter queue",
-          (dead.get("Namespace"), dead.get("MetricName"), dead.get("Dimensions"))
-          == ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
-              [{"Name": "QueueName", "Value": created["WarmDeadLetterQueue.QueueName"]}]), dead)
+    alarms = {a["AlarmName"].removeprefix(f"{name}-"): a
+              for a in cloudwatch.describe_alarms(AlarmNamePrefix=f"{name}-")["MetricAlarms"]}
+    function_dimension = [{"Name": "FunctionName", "Value": function_name}]
+    queue_dimension = lambda logical: [{"Name": "QueueName", "Value": created[f"{logical}.QueueName"]}]  # noqa: E731
+    wanted_alarms = {
+        "FailedImagesAlarm": ("images that failed to warm", expect["namespace"], "Failed", None),
+        "ErrorsAlarm": ("function errors", "AWS/Lambda", "Errors", function_dimension),
+        "ThrottlesAlarm": ("throttled invocations", "AWS/Lambda", "Throttles", function_dimension),
+        "TimeoutsAlarm": ("invocations that timed out", expect["namespace"], "Timeouts", None),
+        "InitFailuresAlarm": ("starts that failed", expect["namespace"], "InitFailures", None),
+        "DeadLetterAlarm": ("messages in the dead-letter queue", "AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                            queue_dimension("WarmDeadLetterQueue")),
+        "FailedInvocationsAlarm": ("failed scheduled invocations", "AWS/SQS",
+                                   "ApproximateNumberOfMessagesVisible", queue_dimension("FailedInvocationQueue")),
+    }
+    for logical, (what, namespace, metric, dimensions) in wanted_alarms.items():
+        alarm = alarms.get(logical, {})
+        check(f"{name}: an alarm on {what} ({namespace} {metric}"
+              + (f" of {dimensions[0]['Value']})" if dimensions else ")"),
+              (alarm.get("Namespace"), alarm.get("MetricName"), alarm.get("Dimensions") or None)
+              == (namespace, metric, dimensions) and alarm.get("Threshold") == 0
+              and alarm.get("ComparisonOperator") == "GreaterThanThreshold", alarm)
+    # The log's metric filters feed Timeouts and InitFailures (created by the test: see
+    # NOT_IN_MOTO_CLOUDFORMATION).
+    log_group = f"/aws/lambda/{name}-warmer"
+    filters = logs.describe_metric_filters(logGroupName=log_group)["metricFilters"]
+    fed = {}
+    for f in filters:
+        for t in f["metricTransformations"]:
+            fed.setdefault((t["metricNamespace"], t["metricName"]), []).append(f["filterPattern"])
+    check(f"{name}: the log's metric filters count timeouts (Lambda's JSON report and the text line)",
+          sorted(fed.get((expect["namespace"], "Timeouts"), []))
+          == sorted(['{ $.type = "platform.report" && $.record.status = "timeout" }', '"Task timed out"']), fed)
+    check(f"{name}: the log's metric filters count failed starts (the function's line and Lambda's init report)",
+          sorted(fed.get((expect["namespace"], "InitFailures"), []))
+          == sorted(['"the function cannot start"',
+                     '{ $.type = "platform.initReport" && $.record.status != "success" }']), fed)
     actions = {n: a.get("AlarmActions", []) for n, a in alarms.items()}
     check(f"{name}: " + ("every alarm notifies the topic" if expect["topic"] else "no alarm notifies anything"),
-          actions and all(v == ([expect["topic"]] if expect["topic"] else []) for v in actions.values()), actions)
+          len(actions) == len(wanted_alarms)
+          and all(v == ([expect["topic"]] if expect["topic"] else []) for v in actions.values()), actions)
 
     # Pull-through cache rules and their repository creation templates (not in moto at all:
     # checked as CloudFormation would create them).
@@ -391,7 +436,7 @@ def main():
         check_stack(moto, "warmer-defaults", {}, {
             "code_uri": code_uri, "memory": 256, "timeout": 300, "schedule": "rate(12 hours)",
             "retention": 30, "namespace": "EcrCacheWarmer", "vpc": {}, "topic": None, "rules": {},
-            "kms_key": None,
+            "kms_key": None, "queue_concurrency": 5, "images_s3_uri": "",
             "repositories": [f"{p}/*" for p in defaults["CachePrefixes"].split(",")],
             "env": {"WARM_IMAGES": "", "WARM_RULES": "", "WARM_CONCURRENCY": "16",
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
@@ -419,12 +464,14 @@ def main():
             "Layers": "request", "LayerWait": "90s", "RecheckDelay": "15m", "RecheckAttempts": "3",
             "SubnetIds": ",".join(subnets), "SecurityGroupIds": group, "AlarmTopicArn": topic,
             "CreateEcrPublicRule": "true", "CreateQuayRule": "true", "CreateK8sRule": "true",
-            "CacheKmsKeyArn": key,
+            "CacheKmsKeyArn": key, "QueueConcurrency": "20",
+            "ImagesS3Uri": "s3://warmer-lists/lists/images.txt",
         }
         check_stack(moto, "warmer-full", full, {
             "code_uri": code_uri, "memory": 512, "timeout": 900, "schedule": "cron(0 3 * * ? *)",
             "retention": 7, "namespace": "Warm/Test", "vpc": {"SubnetIds": subnets, "SecurityGroupIds": [group]},
-            "topic": topic, "kms_key": key,
+            "topic": topic, "kms_key": key, "queue_concurrency": 20,
+            "images_s3_uri": "s3://warmer-lists/lists/images.txt",
             "rules": {"ecr-public": "public.ecr.aws", "quay": "quay.io", "k8s": "registry.k8s.io"},
             "repositories": ["docker-hub/*", "ecr-public/*", "quay/*", "k8s/*", "team/cache/*"],
             "env": {"WARM_IMAGES": full["Images"], "WARM_RULES": full["Rules"], "WARM_CONCURRENCY": "8",
@@ -432,6 +479,18 @@ def main():
                     "METRICS_NAMESPACE": "Warm/Test", "WARM_MAX_TPS": "20",
                     "WARM_PLATFORMS": "linux/amd64,linux/arm64/v8", "WARM_LAYERS": "request",
                     "WARM_LAYER_WAIT": "90s", "WARM_RECHECK_DELAY": "15m", "WARM_RECHECK_ATTEMPTS": "3"},
+        })
+
+        # A rule that caches at the top of the registry (ROOT) needs every repository.
+        check_stack(moto, "warmer-root", {"CachePrefixes": "docker-hub,ROOT"}, {
+            "code_uri": code_uri, "memory": 256, "timeout": 300, "schedule": "rate(12 hours)",
+            "retention": 30, "namespace": "EcrCacheWarmer", "vpc": {}, "topic": None, "rules": {},
+            "kms_key": None, "queue_concurrency": 5, "images_s3_uri": "", "repositories": ["*"],
+            "env": {"WARM_IMAGES": "", "WARM_RULES": "", "WARM_CONCURRENCY": "16",
+                    "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
+                    "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
+                    "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "5m",
+                    "WARM_RECHECK_ATTEMPTS": "6"},
         })
         ok = True
     finally:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sam_template import PSEUDO, TEMPLATE, load_sam, resources_of, to_cloudformation  # noqa: E402
+from sam_template import PSEUDO, ROOT, TEMPLATE, load_sam, resources_of, to_cloudformation  # noqa: E402
 
 path = Path(sys.argv[1]) if len(sys.argv) > 1 else TEMPLATE
 template = load_sam(path)
@@ -61,7 +61,7 @@ check("a schedule whose expression is a parameter, every 12 hours by default",
 env = props["Environment"]["Variables"]
 settings = {"WARM_IMAGES": "Images", "WARM_RULES": "Rules", "WARM_CONCURRENCY": "Concurrency",
             "WARM_FANOUT_THRESHOLD": "FanoutThreshold", "WARM_MESSAGE_IMAGES": "MessageImages",
-            "METRICS_NAMESPACE": "MetricsNamespace", "WARM_MAX_TPS": "MaxTps",
+            "METRICS_NAMESPACE": "MetricsNamespace", "WARM_MAX_TPS": "MaxTps", "WARM_IMAGES_S3_URI": "ImagesS3Uri",
             "WARM_PLATFORMS": "Platforms", "WARM_LAYERS": "Layers", "WARM_LAYER_WAIT": "LayerWait",
             "WARM_RECHECK_DELAY": "RecheckDelay", "WARM_RECHECK_ATTEMPTS": "RecheckAttempts"}
 check("the function gets every setting from its parameter, and the queue's URL",
@@ -70,8 +70,52 @@ check("the settings' defaults: every platform, layers verified, 2m layer wait, r
       tuple(str(parameters.get(p, {}).get("Default")) for p in
             ("Platforms", "Layers", "LayerWait", "RecheckDelay", "RecheckAttempts", "MaxTps"))
       == ("", "verify", "2m", "5m", "6", ""))
-check("function name, queue URL and dead-letter queue URL are outputs",
-      {"FunctionName", "QueueUrl", "DeadLetterQueueUrl"} <= set(template["Outputs"]))
+check("function name, queue URL, dead-letter and failed-invocation queue URLs are outputs",
+      {"FunctionName", "QueueUrl", "DeadLetterQueueUrl", "FailedInvocationQueueUrl"} <= set(template["Outputs"]))
+
+queue_event = events["Queue"]["Properties"]
+check("at most QueueConcurrency (default 5) invocations read the queue at once",
+      queue_event.get("ScalingConfig") == {"MaximumConcurrency": {"Ref": "QueueConcurrency"}}
+      and int(parameters.get("QueueConcurrency", {}).get("Default", 0)) == 5)
+destination = props.get("EventInvokeConfig", {}).get("DestinationConfig", {}).get("OnFailure", {})
+check("a scheduled (asynchronous) invocation that fails for good goes to the failed-invocation queue",
+      destination == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["FailedInvocationQueue", "Arn"]}})
+
+# Every failure mode has an alarm, and every alarm notifies the topic when one is given.
+alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+function_dimension = [{"Name": "FunctionName", "Value": {"Ref": "WarmerFunction"}}]
+wanted_alarms = {
+    "ErrorsAlarm": ("AWS/Lambda", "Errors", function_dimension),
+    "ThrottlesAlarm": ("AWS/Lambda", "Throttles", function_dimension),
+    "TimeoutsAlarm": ({"Ref": "MetricsNamespace"}, "Timeouts", None),
+    "InitFailuresAlarm": ({"Ref": "MetricsNamespace"}, "InitFailures", None),
+    "FailedImagesAlarm": ({"Ref": "MetricsNamespace"}, "Failed", None),
+    "DeadLetterAlarm": ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                        [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WarmDeadLetterQueue", "QueueName"]}}]),
+    "FailedInvocationsAlarm": ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                               [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["FailedInvocationQueue", "QueueName"]}}]),
+}
+for name, (namespace, metric, dimensions) in wanted_alarms.items():
+    alarm = alarms.get(name, {})
+    check(f"{name}: on {metric}" + (f" of {dimensions[0]['Name']}" if dimensions else ""),
+          (alarm.get("Namespace"), alarm.get("MetricName"), alarm.get("Dimensions")) == (namespace, metric, dimensions))
+check("every alarm notifies AlarmTopicArn when given",
+      alarms and all(a.get("AlarmActions") == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+                     for a in alarms.values()))
+filters = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Logs::MetricFilter"}
+fed = {}
+for f in filters.values():
+    check(f"the metric filter {f['FilterPattern']} reads the function's log group",
+          f["LogGroupName"] == {"Ref": "LogGroup"})
+    for t in f["MetricTransformations"]:
+        fed.setdefault(t["MetricName"], []).append(f["FilterPattern"])
+check("metric filters count timeouts and failed starts",
+      set(fed) == {"Timeouts", "InitFailures"} and all(len(v) == 2 for v in fed.values()))
+# The init failure filter looks for the function's own line: it must still say so.
+source = (ROOT / "src" / "lambda.rs").read_text()
+for pattern in fed.get("InitFailures", []):
+    if pattern.startswith('"'):
+        check(f"the function still logs {pattern} when it cannot start", pattern.strip('"') in source)
 
 # The CachePrefixes pattern (Java's regex syntax, which Python's reads the same here).
 prefixes = parameters["CachePrefixes"]
@@ -94,6 +138,8 @@ cases = {
     "ten prefixes": ({"CachePrefixes": ",".join(f"p{i}" for i in range(10))},
                      [f"{repository_arn}p{i}/*" for i in range(10)]),
     "a ROOT prefix": ({"CachePrefixes": "docker-hub,ROOT"}, [f"{repository_arn}*"]),
+    "an images object": ({"ImagesS3Uri": "s3://lists/warm/images.txt"},
+                         [f"{repository_arn}{p}/*" for p in prefixes["Default"].split(",")]),
 }
 for case, (values, expected_arns) in cases.items():
     cfn = to_cloudformation(template, values)
@@ -118,13 +164,17 @@ for case, (values, expected_arns) in cases.items():
             check(f"{case}: {statement['Sid']}: the pull actions on {', '.join(r.rsplit(':', 1)[-1] for r in resource)} only",
                   sorted(resource) == sorted(expected_arns) and set(actions) == repository_actions)
         if "sqs:SendMessage" in actions:
-            check(f"{case}: {statement['Sid']}: fan-out and re-checks may send (SendMessage, which also allows SendMessageBatch) to the function's own queue only",
-                  resource == ["<WarmQueue.Arn>"])
+            check(f"{case}: {statement['Sid']}: sends (SendMessage, which also allows SendMessageBatch) to the function's own queue or its failed-invocation queue only",
+                  resource in (["<WarmQueue.Arn>"], ["<FailedInvocationQueue.Arn>"]))
+        if "s3:GetObject" in actions:
+            check(f"{case}: {statement['Sid']}: reads the images object only",
+                  resource == ["arn:aws:s3:::lists/warm/images.txt"] and values.get("ImagesS3Uri"))
         granted |= set(actions)
     check(f"{case}: exactly the needed actions are granted",
           granted == repository_actions | {"ecr:DescribePullThroughCacheRules", "sqs:SendMessage",
                                            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
-                                           "logs:CreateLogStream", "logs:PutLogEvents"})
+                                           "logs:CreateLogStream", "logs:PutLogEvents"}
+          | ({"s3:GetObject"} if values.get("ImagesS3Uri") else set()))
 
 for name, ok in results:
     print(("ok   " if ok else "FAIL ") + name)
