@@ -13,6 +13,24 @@ pub async fn load_config(region: Option<String>) -> SdkConfig {
     loader.load().await
 }
 
+/// The ECR client of the warm engine. The engine retries by itself, with one
+/// budget of attempts per image ([`crate::retry`]); the SDK's own retries
+/// would multiply it.
+pub fn engine_ecr(config: &SdkConfig) -> aws_sdk_ecr::Client {
+    let config = aws_sdk_ecr::config::Builder::from(config)
+        .retry_config(aws_sdk_ecr::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_ecr::Client::from_conf(config)
+}
+
+/// The SQS client of fan-out and re-checks, which also retry by themselves.
+pub fn engine_sqs(config: &SdkConfig) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::config::Builder::from(config)
+        .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
 /// A one-line account of a failed AWS call: the service's error code and
 /// message, or why the call never got an answer.
 pub fn describe_error<E, R>(error: &aws_sdk_ecr::error::SdkError<E, R>) -> String

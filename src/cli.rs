@@ -115,8 +115,10 @@ enum Output {
 /// What stops a command before any image is looked at.
 #[derive(Debug, Error)]
 pub enum UsageError {
-    #[error("cannot write metrics file {path}: {source}")]
+    #[error("cannot write metrics file {path}: {source}. Give a path in a folder that exists and that you may write to")]
     EmfFile { path: String, source: io::Error },
+    #[error("cannot write the report to standard output: {0}")]
+    Output(io::Error),
     #[error("cannot read images file {path}: {source}")]
     ImagesFile { path: String, source: io::Error },
     #[error(
@@ -155,13 +157,13 @@ async fn plan_command(args: InputArgs) -> Result<u8, UsageError> {
     let rules = args.rules(config.as_ref()).await?;
     let planned = plan_inputs(inputs, &rules);
     let mut out = io::stdout().lock();
-    report_write_error(match args.output {
+    written(match args.output {
         Output::Json => planned.iter().try_for_each(|image| {
             let line = serde_json::to_string(&image.record()).map_err(io::Error::from)?;
             writeln!(out, "{line}")
         }),
         Output::Text => write_plan_table(&mut out, &planned),
-    });
+    })?;
     Ok(if planned.iter().all(PlannedImage::is_ready) {
         0
     } else {
@@ -172,6 +174,19 @@ async fn plan_command(args: InputArgs) -> Result<u8, UsageError> {
 async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     let started = Instant::now();
     let inputs = args.input.read_images()?;
+    // A metrics file that cannot be written is found before anything is pulled.
+    let emf = args
+        .emf
+        .as_ref()
+        .map(|path| {
+            std::fs::File::create(path)
+                .map(|file| (path, file))
+                .map_err(|source| UsageError::EmfFile {
+                    path: path.display().to_string(),
+                    source,
+                })
+        })
+        .transpose()?;
     let config = args.input.aws_config().await?;
     let rules = args.input.rules(Some(&config)).await?;
     let planned = plan_inputs(inputs, &rules);
@@ -187,27 +202,28 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
         ..WarmOptions::default()
     };
     let progress = progress_bar(planned.len());
-    let ecr = aws_sdk_ecr::Client::new(&config);
+    let ecr = crate::aws::engine_ecr(&config);
     let report = warm::warm(&ecr, &planned, &options, &|done| {
         progress.set_position(done as u64)
     })
     .await;
     progress.finish_and_clear();
 
-    if let Some(path) = &args.emf {
+    if let Some((path, mut file)) = emf {
         let lines = metrics::emf_lines(&report, &args.metrics_namespace);
-        std::fs::write(path, lines.join("\n") + "\n").map_err(|source| UsageError::EmfFile {
-            path: path.display().to_string(),
-            source,
-        })?;
+        file.write_all((lines.join("\n") + "\n").as_bytes())
+            .map_err(|source| UsageError::EmfFile {
+                path: path.display().to_string(),
+                source,
+            })?;
     }
     let mut out = io::stdout().lock();
-    report_write_error(match args.input.output {
+    written(match args.input.output {
         Output::Json => serde_json::to_string(&report)
             .map_err(io::Error::from)
             .and_then(|json| writeln!(out, "{json}")),
         Output::Text => write_warm_report(&mut out, &report),
-    });
+    })?;
     Ok(if report.all_warm() {
         0
     } else {
@@ -238,13 +254,11 @@ fn progress_bar(total: usize) -> ProgressBar {
     bar
 }
 
-/// A closed pipe (`| head`) is not a failure of the command.
-fn report_write_error(written: io::Result<()>) {
-    if let Err(error) = written {
-        if error.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("error: cannot write output: {error}");
-        }
-    }
+/// A report that could not be written is lost: the command fails with it.
+fn written(result: io::Result<()>) -> Result<(), UsageError> {
+    result
+        .and_then(|()| io::stdout().flush())
+        .map_err(UsageError::Output)
 }
 
 impl InputArgs {

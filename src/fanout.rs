@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
 
@@ -10,6 +11,8 @@ use crate::backoff::Backoff;
 
 /// SQS takes at most 10 entries per SendMessageBatch.
 const ENTRIES_PER_CALL: usize = 10;
+/// SQS takes at most 256 KiB per message, and per SendMessageBatch in total.
+const MAX_BYTES: usize = 262_144;
 const ATTEMPTS: u32 = 4;
 
 /// SQS delays a message by at most 15 minutes.
@@ -54,8 +57,10 @@ pub struct Enqueued {
 }
 
 /// Sends `images` to the queue as `{"images": [...]}` messages of at most
-/// `per_message` images. Entries SQS reports as failed are sent again, up to
-/// a bounded number of attempts; none is dropped without being reported.
+/// `per_message` images, in batches SQS takes (10 entries, 256 KiB). Entries
+/// SQS refuses for a retryable reason are sent again, up to a bounded number
+/// of attempts; no batch starts after `deadline` and none runs past it. Every
+/// image not sent is reported, with why.
 pub async fn enqueue(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -65,38 +70,49 @@ pub async fn enqueue(
     backoff: Duration,
     deadline: Option<Instant>,
 ) -> Enqueued {
-    let bodies: Vec<(String, &[String])> = images
-        .chunks(per_message.max(1))
-        .map(|chunk| (delivery.body(chunk), chunk))
-        .collect();
+    let messages = messages(images, per_message, &delivery);
     let mut enqueued = Enqueued {
         queue_url: queue_url.to_string(),
         ..Enqueued::default()
     };
-    for batch in bodies.chunks(ENTRIES_PER_CALL) {
-        let mut pending: Vec<usize> = (0..batch.len()).collect();
+    for batch in batches(&messages) {
+        let mut pending: Vec<usize> = batch.clone();
         let mut last_errors: Vec<String>;
         let mut retries = Backoff::new(backoff, ATTEMPTS, deadline);
         loop {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                last_errors = vec!["not sent: the deadline came first".to_string()];
+                break;
+            }
             let entries: Vec<SendMessageBatchRequestEntry> = pending
                 .iter()
                 .filter_map(|&i| {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(&batch[i].0)
+                        .message_body(&messages[i].0)
                         .set_delay_seconds(delivery.delay_seconds())
                         .build()
                         .ok()
                 })
                 .collect();
-            let sent = sqs
+            let send = sqs
                 .send_message_batch()
                 .queue_url(queue_url)
                 .set_entries(Some(entries))
-                .send()
-                .await;
-            match sent {
-                Ok(output) => {
+                .send();
+            let sent = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), send).await.ok(),
+                None => Some(send.await),
+            };
+            let retryable = match sent {
+                None => {
+                    last_errors = vec![
+                        "the send was cut at the deadline; SQS may or may not have taken it"
+                            .to_string(),
+                    ];
+                    false
+                }
+                Some(Ok(output)) => {
                     last_errors = output
                         .failed()
                         .iter()
@@ -108,24 +124,24 @@ pub async fn enqueue(
                         .filter_map(|f| f.id().parse().ok())
                         .collect();
                     // A sender fault will not go away by sending again.
-                    if output.failed().iter().all(|f| f.sender_fault()) {
-                        break;
-                    }
+                    !output.failed().iter().all(|f| f.sender_fault())
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     last_errors = vec![crate::aws::describe_error(&error)];
+                    crate::retry::is_retryable(&error, error.code())
                 }
-            }
-            if pending.is_empty() || !retries.wait().await {
+            };
+            if pending.is_empty() || !retryable || !retries.wait().await {
                 break;
             }
         }
-        for (i, (_, chunk)) in batch.iter().enumerate() {
+        for &i in &batch {
+            let images = messages[i].1;
             if pending.contains(&i) {
-                enqueued.failed_images.extend(chunk.iter().cloned());
+                enqueued.failed_images.extend(images.iter().cloned());
             } else {
                 enqueued.messages += 1;
-                enqueued.images += chunk.len();
+                enqueued.images += images.len();
             }
         }
         if !pending.is_empty() {
@@ -137,6 +153,48 @@ pub async fn enqueue(
         }
     }
     enqueued
+}
+
+/// The message bodies: at most `per_message` images each, and never more
+/// bytes than SQS takes.
+fn messages<'a>(
+    images: &'a [String],
+    per_message: usize,
+    delivery: &Delivery,
+) -> Vec<(String, &'a [String])> {
+    let mut messages = Vec::new();
+    let mut start = 0;
+    while start < images.len() {
+        let mut end = (start + per_message.max(1)).min(images.len());
+        let mut body = delivery.body(&images[start..end]);
+        while body.len() > MAX_BYTES && end > start + 1 {
+            end = start + (end - start) / 2;
+            body = delivery.body(&images[start..end]);
+        }
+        messages.push((body, &images[start..end]));
+        start = end;
+    }
+    messages
+}
+
+/// Message positions grouped into SendMessageBatch calls of at most 10
+/// entries and 256 KiB of bodies.
+fn batches(messages: &[(String, &[String])]) -> Vec<Vec<usize>> {
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for (i, (body, _)) in messages.iter().enumerate() {
+        match batches.last_mut() {
+            Some(batch) if batch.len() < ENTRIES_PER_CALL && bytes + body.len() <= MAX_BYTES => {
+                batch.push(i);
+                bytes += body.len();
+            }
+            _ => {
+                batches.push(vec![i]);
+                bytes = body.len();
+            }
+        }
+    }
+    batches
 }
 
 #[cfg(test)]
@@ -333,5 +391,171 @@ mod tests {
             1,
             "a sender fault is not retried"
         );
+    }
+
+    #[tokio::test]
+    async fn no_batch_starts_after_the_deadline() {
+        let (sqs, calls) = flaky_queue(&[], false);
+        let past = Instant::now();
+        let enqueued = enqueue(
+            &sqs,
+            "https://queue",
+            &images(3),
+            1,
+            Delivery::default(),
+            Duration::ZERO,
+            Some(past),
+        )
+        .await;
+        assert_eq!(enqueued.messages, 0);
+        assert_eq!(enqueued.failed_images.len(), 3);
+        assert_eq!(enqueued.errors, ["not sent: the deadline came first"]);
+        assert!(calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_deadline_that_falls_between_batches_stops_the_sending() {
+        let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(|_| {
+            // A queue that answers after the deadline.
+            std::thread::sleep(Duration::from_millis(10));
+            SendMessageBatchOutput::builder()
+                .set_failed(Some(Vec::new()))
+                .set_successful(Some(Vec::new()))
+                .build()
+                .unwrap()
+        });
+        let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule]);
+        // 25 batches of one message: the deadline falls while they are being sent.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let enqueued = enqueue(
+            &sqs,
+            "https://queue",
+            &images(250),
+            1,
+            Delivery::default(),
+            Duration::ZERO,
+            Some(deadline),
+        )
+        .await;
+        assert!(
+            Instant::now() < deadline + Duration::from_millis(40),
+            "stopped at the deadline"
+        );
+        assert!(
+            enqueued.messages > 0 && enqueued.messages < 250,
+            "{}",
+            enqueued.messages
+        );
+        assert_eq!(
+            enqueued.messages + enqueued.failed_images.len(),
+            250,
+            "every image accounted for"
+        );
+        assert!(
+            enqueued.errors.iter().any(|e| e.contains("deadline")),
+            "{:?}",
+            enqueued.errors
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_stay_under_sqs_byte_limits() {
+        let (sqs, calls) = flaky_queue(&[], false);
+        // Long references: 40 per message is about 100 KiB.
+        let long: Vec<String> = (0..400)
+            .map(|i| format!("registry.example.com/{}/app:{i}", "team/".repeat(500)))
+            .collect();
+        let enqueued = enqueue(
+            &sqs,
+            "https://queue",
+            &long,
+            1000,
+            Delivery::default(),
+            Duration::ZERO,
+            None,
+        )
+        .await;
+        assert_eq!(enqueued.images, 400);
+        for call in calls.lock().unwrap().iter() {
+            let bytes: usize = call.iter().map(String::len).sum();
+            assert!(
+                call.len() <= 10 && bytes <= MAX_BYTES,
+                "{} entries, {bytes} bytes",
+                call.len()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_queue_is_not_asked_again() {
+        let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_error(|| {
+            aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError::QueueDoesNotExist(
+                aws_sdk_sqs::types::error::QueueDoesNotExist::builder()
+                    .message("The specified queue does not exist.")
+                    .build(),
+            )
+        });
+        let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule]);
+        let enqueued = enqueue(
+            &sqs,
+            "https://queue",
+            &images(2),
+            1,
+            Delivery::default(),
+            Duration::ZERO,
+            None,
+        )
+        .await;
+        assert_eq!(enqueued.failed_images.len(), 2);
+        assert_eq!(rule.num_calls(), 1, "QueueDoesNotExist is not retried");
+    }
+
+    #[tokio::test]
+    async fn a_send_that_outlasts_the_deadline_is_cut_at_it() {
+        // A queue endpoint that takes connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
+            .build();
+        let sqs = aws_sdk_sqs::Client::from_conf(config);
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let enqueued = enqueue(
+            &sqs,
+            "https://queue",
+            &images(3),
+            1,
+            Delivery::default(),
+            Duration::ZERO,
+            Some(deadline),
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(enqueued.failed_images.len(), 3);
+        assert!(
+            enqueued
+                .errors
+                .iter()
+                .any(|e| e.contains("cut at the deadline")),
+            "{:?}",
+            enqueued.errors
+        );
+        server.abort();
     }
 }

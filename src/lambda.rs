@@ -23,6 +23,8 @@ const DEFAULT_MESSAGE_IMAGES: usize = 50;
 /// The time kept back from the invocation's deadline to answer in.
 const MIN_MARGIN: Duration = Duration::from_millis(500);
 const MAX_MARGIN: Duration = Duration::from_secs(5);
+const SEND_RESERVE_MIN: Duration = Duration::from_millis(250);
+const SEND_RESERVE_MAX: Duration = Duration::from_secs(3);
 /// SQS messages hold at most 256 KiB: a thousand references fit with room to spare.
 const MAX_MESSAGE_IMAGES: usize = 1000;
 const DEFAULT_RECHECK_DELAY: Duration = Duration::from_secs(300);
@@ -211,10 +213,9 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 async fn init() -> Result<Warmer, lambda_runtime::Error> {
     let settings = Settings::from_env(|name| std::env::var(name).ok())?;
     let config = crate::aws::load_config(None).await;
-    let ecr = aws_sdk_ecr::Client::new(&config);
     let rules = match &settings.rules {
         Some(rules) => rules.clone(),
-        None => Rules::discover(&ecr).await?,
+        None => Rules::discover(&aws_sdk_ecr::Client::new(&config)).await?,
     };
     tracing::info!(
         images = settings.images.len(),
@@ -222,10 +223,10 @@ async fn init() -> Result<Warmer, lambda_runtime::Error> {
         "configured"
     );
     Ok(Warmer {
-        sqs: aws_sdk_sqs::Client::new(&config),
+        sqs: crate::aws::engine_sqs(&config),
+        ecr: crate::aws::engine_ecr(&config),
         settings,
         rules,
-        ecr,
         backoff: WarmOptions::default().backoff,
     })
 }
@@ -235,14 +236,43 @@ pub async fn handle(
     warmer: &Warmer,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_runtime::Error> {
-    let deadline = deadline(&event.context);
+    let budget = Budget::new(
+        deadline(&event.context),
+        warmer.settings.queue_url.is_some(),
+    );
     let trigger = event::decode(event.payload)?;
     match trigger {
-        Trigger::Schedule { images } => warm_list(warmer, images, deadline, true).await,
-        Trigger::Direct { images } => warm_list(warmer, images, deadline, false).await,
+        Trigger::Schedule { images } => warm_list(warmer, images, budget, true).await,
+        Trigger::Direct { images } => warm_list(warmer, images, budget, false).await,
         Trigger::Sqs(messages) => {
-            let response = warm_messages(warmer, &messages, deadline).await;
+            let response = warm_messages(warmer, &messages, budget).await;
             Ok(serde_json::to_value(response)?)
+        }
+    }
+}
+
+/// When the warm must stop, and when the sends to the queue that follow it
+/// must: both before the invocation's deadline, less the margin to answer in.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    warm_by: Option<Instant>,
+    send_by: Option<Instant>,
+}
+
+impl Budget {
+    /// A function with a queue keeps a part of its time for sending: a
+    /// twentieth of it, from a quarter of a second to three seconds.
+    fn new(deadline: Option<Instant>, sends: bool) -> Budget {
+        let reserve = |deadline: Instant| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            (left / 20).clamp(SEND_RESERVE_MIN, SEND_RESERVE_MAX)
+        };
+        Budget {
+            warm_by: match (deadline, sends) {
+                (Some(deadline), true) => Some(deadline - reserve(deadline)),
+                _ => deadline,
+            },
+            send_by: deadline,
         }
     }
 }
@@ -278,7 +308,7 @@ fn deadline(context: &Context) -> Option<Instant> {
 async fn warm_list(
     warmer: &Warmer,
     images: Option<Vec<String>>,
-    deadline: Option<Instant>,
+    budget: Budget,
     scheduled: bool,
 ) -> Result<Value, lambda_runtime::Error> {
     let inputs = images.unwrap_or_else(|| warmer.settings.images.clone());
@@ -292,13 +322,13 @@ async fn warm_list(
     let settings = &warmer.settings;
     if let Some(queue_url) = &settings.queue_url {
         if planned.len() > settings.fanout_threshold {
-            return Ok(fan_out(warmer, queue_url, &planned, deadline).await);
+            return Ok(fan_out(warmer, queue_url, &planned, budget.send_by).await);
         }
     }
-    let report = warm_planned(warmer, &planned, deadline).await;
+    let report = warm_planned(warmer, &planned, budget.warm_by).await;
     let mut response = serde_json::to_value(&report)?;
-    // The warm used its time up to the margin; sending takes a part of the margin.
-    let send_by = deadline.map(|d| d + MIN_MARGIN * 4 / 5);
+    let send_by = budget.send_by;
+    let mut lost = Lost::default();
     let inputs_with = |status: Status| -> Vec<String> {
         report
             .images
@@ -310,6 +340,7 @@ async fn warm_list(
     let skipped = inputs_with(Status::Skipped);
     if let (true, Some(queue_url), false) = (scheduled, &settings.queue_url, skipped.is_empty()) {
         let enqueued = enqueue(warmer, queue_url, &skipped, Delivery::default(), send_by).await;
+        lost.not_enqueued += enqueued.failed_images.len();
         response["enqueued"] = serde_json::to_value(enqueued)?;
     }
     let pending = inputs_with(Status::Pending);
@@ -321,6 +352,7 @@ async fn warm_list(
                     recheck: 1,
                 };
                 let enqueued = enqueue(warmer, queue_url, &pending, delivery, send_by).await;
+                lost.not_enqueued += enqueued.failed_images.len();
                 response["rechecks"] = serde_json::to_value(enqueued)?;
             }
             None => tracing::warn!(
@@ -330,6 +362,7 @@ async fn warm_list(
         }
     }
     publish(warmer, &report);
+    lost.publish(warmer);
     Ok(response)
 }
 
@@ -347,6 +380,12 @@ async fn fan_out(
     }
     let inputs: Vec<String> = ready.iter().map(|image| image.input.clone()).collect();
     let enqueued = enqueue(warmer, queue_url, &inputs, Delivery::default(), deadline).await;
+    Lost {
+        not_planned: unplanned.len(),
+        not_enqueued: enqueued.failed_images.len(),
+        ..Lost::default()
+    }
+    .publish(warmer);
     let not_enqueued: Vec<Value> = unplanned
         .iter()
         .map(|image| json!({ "input": image.input, "error": image.error }))
@@ -395,18 +434,20 @@ async fn enqueue(
 /// pending are sent again with a delay instead, so that a message that is
 /// making progress never ends in the dead-letter queue; after the last
 /// re-check they fail with `LayersNotCached`.
-async fn warm_messages(
-    warmer: &Warmer,
-    messages: &[Message],
-    deadline: Option<Instant>,
-) -> SqsBatchResponse {
+async fn warm_messages(warmer: &Warmer, messages: &[Message], budget: Budget) -> SqsBatchResponse {
     let settings = &warmer.settings;
+    let mut lost = Lost::default();
     let mut planned: Vec<PlannedImage> = Vec::new();
     let mut owners: Vec<usize> = Vec::new();
     let mut again: Vec<&str> = Vec::new();
     for (position, message) in messages.iter().enumerate() {
         if message.message_id.is_empty() {
-            tracing::error!("an SQS record without messageId cannot be reported back");
+            // It cannot be named in the answer: count it, so that an alarm sees it.
+            tracing::error!(
+                body = ?message.images,
+                "an SQS record without messageId cannot be reported back"
+            );
+            lost.unreadable_records += 1;
             continue;
         }
         let images = match &message.images {
@@ -426,7 +467,7 @@ async fn warm_messages(
         owners.extend(std::iter::repeat_n(position, message_plan.len()));
         planned.extend(message_plan);
     }
-    let mut report = warm_planned(warmer, &planned, deadline).await;
+    let mut report = warm_planned(warmer, &planned, budget.warm_by).await;
 
     let mut rechecks: Vec<(usize, Vec<String>)> = Vec::new();
     for (position, message) in messages.iter().enumerate() {
@@ -459,7 +500,7 @@ async fn warm_messages(
     }
     report.recount();
 
-    let send_by = deadline.map(|d| d + MIN_MARGIN * 4 / 5);
+    let send_by = budget.send_by;
     for (position, pending) in rechecks {
         let message = &messages[position];
         let sent = match &settings.queue_url {
@@ -481,6 +522,7 @@ async fn warm_messages(
         }
     }
     publish(warmer, &report);
+    lost.publish(warmer);
 
     let mut response = SqsBatchResponse::default();
     for message_id in again {
@@ -489,6 +531,39 @@ async fn warm_messages(
         response.batch_item_failures.push(failure);
     }
     response
+}
+
+/// Images that no warm report counts: they could not be planned, put on the
+/// queue, or told apart in a record. Logged and counted as `Failed` in the
+/// metrics, so that the failed-images alarm sees them.
+#[derive(Debug, Default)]
+struct Lost {
+    not_planned: usize,
+    not_enqueued: usize,
+    unreadable_records: usize,
+}
+
+impl Lost {
+    fn publish(&self, warmer: &Warmer) {
+        let reasons = [
+            ("NotPlanned", self.not_planned),
+            ("NotEnqueued", self.not_enqueued),
+            ("UnreadableRecords", self.unreadable_records),
+        ];
+        if reasons.iter().all(|(_, count)| *count == 0) {
+            return;
+        }
+        tracing::error!(
+            not_planned = self.not_planned,
+            not_enqueued = self.not_enqueued,
+            unreadable_records = self.unreadable_records,
+            "images lost before a warm could report them"
+        );
+        println!(
+            "{}",
+            metrics::lost_line(&warmer.settings.metrics_namespace, &reasons)
+        );
+    }
 }
 
 /// A pending image that was checked again as often as allowed.
@@ -1079,14 +1154,42 @@ mod tests {
             ],
             bodies.clone(),
         );
+        // 700 ms left: half a second to answer in, the warm's time already
+        // spent on the reserve for sending, which still has 200 ms.
+        let event = LambdaEvent::new(
+            schedule(json!({})),
+            context_with(Duration::from_millis(700)),
+        );
+        let started = Instant::now();
+        let response = handle(&warmer, event).await.unwrap();
+        assert_eq!(response["summary"]["skipped"], 1);
+        assert_eq!(response["enqueued"]["images"], 1);
+        assert_eq!(*bodies.lock().unwrap(), [r#"{"images":["nginx:1.27"]}"#]);
+        assert!(started.elapsed() < Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn sends_that_would_pass_the_deadline_are_reported_not_made() {
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let warmer = warmer(
+            &[("WARM_IMAGES", "nginx:1.27"), ("WARM_QUEUE_URL", QUEUE)],
+            bodies.clone(),
+        );
+        // 400 ms left: all of it is the margin to answer in.
         let event = LambdaEvent::new(
             schedule(json!({})),
             context_with(Duration::from_millis(400)),
         );
         let response = handle(&warmer, event).await.unwrap();
         assert_eq!(response["summary"]["skipped"], 1);
-        assert_eq!(response["enqueued"]["images"], 1);
-        assert_eq!(*bodies.lock().unwrap(), [r#"{"images":["nginx:1.27"]}"#]);
+        let enqueued = &response["enqueued"];
+        assert_eq!(enqueued["images"], 0);
+        assert_eq!(enqueued["failed_images"], json!(["nginx:1.27"]));
+        assert_eq!(
+            enqueued["errors"],
+            json!(["not sent: the deadline came first"])
+        );
+        assert!(bodies.lock().unwrap().is_empty());
     }
 
     const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/warm";

@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod outcome;
 pub mod plan;
 pub mod reference;
+pub mod retry;
 pub mod rules;
 pub mod warm;

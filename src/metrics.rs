@@ -75,6 +75,37 @@ fn emf_lines_at(report: &Report, namespace: &str, timestamp_ms: u64) -> Vec<Stri
     lines
 }
 
+/// One EMF line, without dimensions, for images that no warm report counts:
+/// `Failed` is their total, so that the failed-images alarm sees them, and
+/// each reason is a metric of its own (`NotEnqueued`, ...).
+pub fn lost_line(namespace: &str, reasons: &[(&str, usize)]) -> String {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let total: usize = reasons.iter().map(|(_, count)| count).sum();
+    let mut members = Map::new();
+    members.insert("Failed".into(), json!(total));
+    for (reason, count) in reasons {
+        members.insert((*reason).into(), json!(count));
+    }
+    let metrics: Vec<Value> = std::iter::once("Failed")
+        .chain(reasons.iter().map(|(reason, _)| *reason))
+        .map(|name| json!({ "Name": name, "Unit": "Count" }))
+        .collect();
+    members.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [[]],
+                "Metrics": metrics,
+            }],
+        }),
+    );
+    Value::Object(members).to_string()
+}
+
 /// `Imported`, `Refreshed`, ... as root members.
 fn status_counts(count: impl Fn(Status) -> usize) -> Map<String, Value> {
     Status::ALL
@@ -280,5 +311,17 @@ mod tests {
             let sum: u64 = upstreams.iter().map(|d| d[&name].as_u64().unwrap()).sum();
             assert_eq!(Some(sum), total[&name].as_u64(), "{name}");
         }
+    }
+
+    #[test]
+    fn lost_images_count_as_failed() {
+        let line = lost_line("Warm", &[("NotEnqueued", 3), ("NotPlanned", 2)]);
+        let doc = valid_emf(&line);
+        assert_eq!(doc["Failed"], 5);
+        assert_eq!(doc["NotEnqueued"], 3);
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([[]])
+        );
     }
 }

@@ -118,24 +118,6 @@ pub struct FailureContext<'a> {
     pub uncached_digest_only: bool,
 }
 
-/// Failure codes and exceptions worth trying again: they come from load or
-/// outages, not from the request.
-pub fn is_retryable(code: &str) -> bool {
-    matches!(
-        code,
-        "ThrottlingException"
-            | "LimitExceededException"
-            | "UpstreamTooManyRequests"
-            | "UpstreamUnavailable"
-            | "UnableToGetUpstreamLayerException"
-            | "ServerException"
-            | "ServiceUnavailableException"
-            | "RequestTimeout"
-            | "NetworkError"
-            | "NotReturned"
-    )
-}
-
 impl Failure {
     /// A failure as ECR reported it, before it is known which image it concerns.
     pub fn new(code: &str, message: &str) -> Failure {
@@ -155,7 +137,7 @@ impl Failure {
     }
 
     pub fn retryable(&self) -> bool {
-        is_retryable(&self.code)
+        crate::retry::is_retryable_code(&self.code)
     }
 }
 
@@ -210,11 +192,17 @@ fn hint(code: &str, context: &FailureContext<'_>) -> Option<String> {
             "the upstream registry or ECR was unavailable after retries; the next run tries again"
                 .to_string()
         }
-        "ThrottlingException" | "LimitExceededException" => {
+        "ThrottlingException" => {
             "ECR throttled the calls after retries (BatchGetImage allows 2,000 calls per second \
              per Region, shared by the account): lower --concurrency (WARM_CONCURRENCY)"
                 .to_string()
         }
+        "LimitExceededException" => format!(
+            "ECR refused the call for a service quota, most often the number of repositories per \
+             Region (a first pull creates {repository}): see Service Quotas for Amazon ECR \
+             (aws service-quotas list-service-quotas --service-code ecr), delete unused \
+             repositories or ask for a higher quota; trying again does not help"
+        ),
         "AccessDeniedException" => format!(
             "the caller's IAM role needs ecr:DescribeImages, ecr:BatchGetImage, \
              ecr:BatchImportUpstreamImage and ecr:CreateRepository on repository/{prefix}/*"
@@ -298,7 +286,7 @@ mod tests {
             ("UpstreamUnavailable", true, "next run tries again"),
             ("ServerException", true, "next run tries again"),
             ("ThrottlingException", true, "lower --concurrency"),
-            ("LimitExceededException", true, "lower --concurrency"),
+            ("LimitExceededException", false, "Service Quotas"),
             (
                 "ImageTagDoesNotMatchDigest",
                 false,

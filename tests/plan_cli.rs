@@ -206,3 +206,77 @@ fn unreadable_rules_are_one_clear_error() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: could not read the pull-through cache rules from ECR: cannot reach the AWS endpoint"), "{stderr}");
 }
+
+#[test]
+fn an_unwritable_metrics_file_stops_the_warm_before_it_starts() {
+    let output = run(
+        &[
+            "warm",
+            "--rule",
+            "docker-hub=registry-1.docker.io",
+            "--emf",
+            "/nonexistent-folder/warm.emf",
+            "nginx:1.27",
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot write metrics file /nonexistent-folder/warm.emf"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "nothing was warmed");
+}
+
+#[test]
+fn a_report_that_cannot_be_written_is_a_failure() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // Not a Linux machine: there is no device that refuses writes.
+    };
+    let output = Command::new(BIN)
+        .args([
+            "plan",
+            "--rule",
+            "docker-hub=registry-1.docker.io",
+            "nginx:1.27",
+        ])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot write the report"));
+}
+
+#[test]
+fn a_list_line_that_is_not_utf8_fails_alone() {
+    let dir = std::env::temp_dir().join(format!("plan-cli-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("images.txt");
+    std::fs::write(&list, b"nginx:1.27\nredis:\xff7\nalpine:3.20\n").unwrap();
+    let output = run(
+        &[
+            "plan",
+            "--rule",
+            "docker-hub=registry-1.docker.io",
+            "--output",
+            "json",
+            "-f",
+            list.to_str().unwrap(),
+        ],
+        "",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let lines = json_lines(&output);
+    let valid: Vec<bool> = lines
+        .iter()
+        .map(|l| l["valid"].as_bool().unwrap())
+        .collect();
+    assert_eq!(valid, [true, false, true]);
+    assert_eq!(
+        lines[1]["error"],
+        "line 2 is not valid UTF-8 (byte 0xff at column 7): save the list as UTF-8"
+    );
+}

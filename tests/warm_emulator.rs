@@ -3,27 +3,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
-use support::MotoServer;
+use support::{EmulatorDir, MotoServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecr-cache-warmer");
-const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator/catalog.json");
-
-/// A private folder with a copy of the catalog and an emulator config.
-fn setup(name: &str, config: Value) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("warm-emulator-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let catalog = dir.join("catalog.json");
-    std::fs::copy(CATALOG, &catalog).unwrap();
-    let mut config = config;
-    config["catalog"] = json!("catalog.json");
-    let config_path = dir.join("config.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    (dir, config_path)
-}
 
 fn warm(server: &MotoServer, images: &[&str]) -> (Option<i32>, Value) {
     let output = Command::new(BIN)
@@ -57,17 +43,14 @@ fn move_tag_upstream(catalog: &Path) {
 
 #[test]
 fn imports_then_finds_unchanged_then_refreshes_a_moved_tag() {
-    let (dir, config) = setup(
-        "lifecycle",
-        json!({
-            "rules": [
-                {"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"},
-                {"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io"}
-            ],
-            "denied_namespaces": ["docker-hub/bitnami"]
-        }),
-    );
-    let emulator = MotoServer::start_emulator(&config);
+    let dir = EmulatorDir::new(json!({
+        "rules": [
+            {"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"},
+            {"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io"}
+        ],
+        "denied_namespaces": ["docker-hub/bitnami"]
+    }));
+    let emulator = MotoServer::start_emulator(&dir.config);
     let images = [
         "nginx:1.27",
         "nginx:1.26",
@@ -102,7 +85,7 @@ fn imports_then_finds_unchanged_then_refreshes_a_moved_tag() {
     assert_eq!(statuses(&second), ["unchanged", "unchanged", "unchanged"]);
     assert_eq!(second["images"][0]["digest"], first["images"][0]["digest"]);
 
-    move_tag_upstream(&dir.join("catalog.json"));
+    move_tag_upstream(&dir.path.join("catalog.json"));
     let (_, third) = warm(&emulator, &images[..2]);
     assert_eq!(statuses(&third), ["unchanged", "refreshed"]);
     assert_eq!(
@@ -110,24 +93,19 @@ fn imports_then_finds_unchanged_then_refreshes_a_moved_tag() {
         first["images"][1]["digest"]
     );
     assert_ne!(third["images"][1]["digest"], first["images"][1]["digest"]);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn throttling_and_upstream_outages_are_ridden_out() {
-    let (dir, config) = setup(
-        "faults",
-        json!({
-            "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
-            "faults": {"throttle_share": 0.3, "upstream_unavailable_share": 0.3, "seed": 7}
-        }),
-    );
-    let emulator = MotoServer::start_emulator(&config);
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+        "faults": {"throttle_share": 0.2, "upstream_unavailable_share": 0.2, "seed": 7}
+    }));
+    let emulator = MotoServer::start_emulator(&dir.config);
     let (code, document) = warm(
         &emulator,
         &["nginx:1.27", "nginx:1.26", "redis:7", "alpine:3.20"],
     );
     assert_eq!(code, Some(0), "{document}");
     assert_eq!(statuses(&document), ["imported"; 4]);
-    std::fs::remove_dir_all(dir).ok();
 }

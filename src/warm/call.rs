@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Instant;
 
+use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::operation::batch_get_image::BatchGetImageError;
 use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
@@ -13,7 +14,8 @@ use tokio::sync::Semaphore;
 use super::WarmOptions;
 use crate::aws::describe_error;
 use crate::backoff::Backoff;
-use crate::outcome::{is_retryable, Failure};
+use crate::outcome::Failure;
+use crate::retry;
 
 /// What every call of one warm shares: the client, the options, and the
 /// permits that bound the calls in flight over all repositories.
@@ -33,27 +35,30 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs a call, again after a backoff while it fails for a retryable
-    /// reason, never past `deadline` (or the warm's deadline when `None`).
-    pub async fn call<T, E, R, F, Fut>(
+    /// reason, up to the attempt limit and never past the deadline.
+    pub async fn call<T, E, F, Fut>(
         &self,
         code_of: fn(&E) -> String,
         mut call: F,
-    ) -> Attempted<Result<T, SdkError<E, R>>>
+    ) -> Attempted<Result<T, SdkError<E, HttpResponse>>>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
         let options = self.options;
         let mut backoff = Backoff::new(options.backoff, options.max_attempts, options.deadline);
         loop {
-            let result = match self.attempt(call()).await {
-                Some(result) => result,
-                None => return Attempted::OutOfTime,
+            let result = match self.once(call()).await {
+                Attempted::Done(result) => result,
+                other => return other,
+            };
+            let code = match &result {
+                Err(SdkError::ServiceError(context)) => Some(code_of(context.err())),
+                _ => None,
             };
             let retryable = match &result {
-                Err(SdkError::ServiceError(context)) => is_retryable(&code_of(context.err())),
-                Err(SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)) => true,
-                _ => false,
+                Err(error) => retry::is_retryable(error, code.as_deref()),
+                Ok(_) => false,
             };
             if !retryable || !backoff.wait().await {
                 return Attempted::Done(result);
@@ -61,11 +66,11 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// One attempt under a permit; `None` when the deadline came first.
-    async fn attempt<T>(&self, call: impl Future<Output = T>) -> Option<T> {
+    /// One attempt under a permit, started only before the deadline and cut at it.
+    pub async fn once<T>(&self, call: impl Future<Output = T>) -> Attempted<T> {
         let deadline = self.options.deadline;
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return None;
+            return Attempted::NotStarted;
         }
         let work = async {
             // The semaphore is never closed.
@@ -73,16 +78,34 @@ impl<'a> Engine<'a> {
             call.await
         };
         match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), work).await.ok(),
-            None => Some(work.await),
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), work).await {
+                Ok(result) => Attempted::Done(result),
+                Err(_) => Attempted::Cut,
+            },
+            None => Attempted::Done(work.await),
         }
     }
 }
 
-/// A call made before the deadline, or not at all.
+/// A call that was answered, or what the deadline did to it.
 pub enum Attempted<T> {
     Done(T),
-    OutOfTime,
+    /// The deadline came before the call started.
+    NotStarted,
+    /// The call was made but cut at the deadline: AWS may have acted on it.
+    Cut,
+}
+
+impl<T> Attempted<T> {
+    /// Why the call has no answer, for the image's message.
+    pub fn unanswered(&self) -> String {
+        match self {
+            Attempted::Cut => "attempted, but the deadline cut the call before ECR answered: ECR \
+                               may have imported it, the next run tells"
+                .to_string(),
+            _ => "not attempted: the deadline was reached first".to_string(),
+        }
+    }
 }
 
 /// A failed call, as the failure of every image or blob it carried.

@@ -109,7 +109,7 @@ async fn ask(engine: &Engine<'_>, repository: &str, digest: &str) -> Option<Blob
         .await;
     let verify = engine.options.layers == LayerMode::Verify;
     Some(match called {
-        Attempted::OutOfTime => return None,
+        Attempted::NotStarted | Attempted::Cut => return None,
         Attempted::Done(Ok(_)) if !verify => BlobState::Cached,
         Attempted::Done(Ok(output)) => judge(output.download_url().unwrap_or_default()),
         Attempted::Done(Err(error)) => {

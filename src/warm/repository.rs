@@ -384,7 +384,8 @@ async fn cached_digests(
                     )))
                 }
             },
-            Attempted::OutOfTime => return Err(Answer::Skipped(out_of_time())),
+            // Describing imports nothing: cut or not, the image was not attempted.
+            Attempted::NotStarted | Attempted::Cut => return Err(Answer::Skipped(out_of_time())),
         };
         digests.extend(chunk.iter().map(|request| cached_digest(&details, request)));
     }
@@ -424,7 +425,7 @@ async fn list_images(
                     describe_images_code,
                 )))
             }
-            Attempted::OutOfTime => return Err(Answer::Skipped(out_of_time())),
+            Attempted::NotStarted | Attempted::Cut => return Err(Answer::Skipped(out_of_time())),
         }
     }
 }
@@ -449,6 +450,8 @@ pub async fn pull(engine: &Engine<'_>, repository: &str, ids: &[ImageIdentifier]
     answers
 }
 
+/// One budget of attempts for each id, whether the whole call failed or
+/// only some of its ids did: an id is sent at most `max_attempts` times.
 async fn pull_chunk(engine: &Engine<'_>, repository: &str, ids: &[ImageIdentifier]) -> Vec<Answer> {
     let options = engine.options;
     let mut results: Vec<Option<Answer>> = vec![None; ids.len()];
@@ -464,24 +467,19 @@ async fn pull_chunk(engine: &Engine<'_>, repository: &str, ids: &[ImageIdentifie
         if pending.is_empty() {
             break;
         }
-        if !results.iter().all(Option::is_none) && !backoff.wait().await {
+        if results.iter().any(Option::is_some) && !backoff.wait().await {
             break;
         }
         let asked: Vec<ImageIdentifier> = pending.iter().map(|&i| ids[i].clone()).collect();
-        let called = engine
-            .call(batch_get_image_code, || {
-                let mut call = engine
-                    .ecr
-                    .batch_get_image()
-                    .repository_name(repository)
-                    .set_image_ids(Some(asked.clone()));
-                for media_type in ACCEPTED_MEDIA_TYPES {
-                    call = call.accepted_media_types(media_type);
-                }
-                call.send()
-            })
-            .await;
-        match called {
+        let mut call = engine
+            .ecr
+            .batch_get_image()
+            .repository_name(repository)
+            .set_image_ids(Some(asked.clone()));
+        for media_type in ACCEPTED_MEDIA_TYPES {
+            call = call.accepted_media_types(media_type);
+        }
+        match engine.once(call.send()).await {
             Attempted::Done(Ok(output)) => {
                 for (i, answer) in pending.iter().zip(match_output(&output, &asked)) {
                     results[*i] = Some(answer);
@@ -492,12 +490,10 @@ async fn pull_chunk(engine: &Engine<'_>, repository: &str, ids: &[ImageIdentifie
                 for &i in &pending {
                     results[i] = Some(Answer::Failed(failure.clone()));
                 }
-                // The call itself was already retried as often as allowed.
-                break;
             }
-            Attempted::OutOfTime => {
+            unanswered => {
                 for &i in &pending {
-                    results[i] = Some(Answer::Skipped(out_of_time()));
+                    results[i] = Some(Answer::Skipped(unanswered.unanswered()));
                 }
                 break;
             }

@@ -526,8 +526,8 @@ async fn whole_call_exceptions_fail_every_image_with_a_hint() {
                 )
             },
             "LimitExceededException",
-            "lower --concurrency",
-            4,
+            "Service Quotas",
+            1,
         ),
         (
             || BatchGetImageError::generic(service_error("AccessDeniedException")),
@@ -1242,4 +1242,63 @@ async fn the_json_document_has_platforms_and_layer_counts() {
     ] {
         assert!(json["summary"].get(field).is_some(), "{field}");
     }
+}
+
+/// An ECR endpoint that says every repository is new, and never answers BatchGetImage.
+async fn ecr_that_hangs_on_pulls() -> (aws_sdk_ecr::Client, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = vec![0u8; 64 * 1024];
+            let n = stream.read(&mut request).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..n]).to_lowercase();
+            if request.contains("describeimages") {
+                let body = r#"{"__type":"RepositoryNotFoundException","message":"no repository"}"#;
+                let answer = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+            held.push(stream);
+        }
+    });
+    let config = aws_sdk_ecr::Config::builder()
+        .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecr::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ecr::config::Credentials::new(
+            "a", "b", None, None, "test",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    (aws_sdk_ecr::Client::from_conf(config), server)
+}
+
+#[tokio::test]
+async fn a_pull_cut_at_the_deadline_says_it_was_attempted() {
+    let (ecr, server) = ecr_that_hangs_on_pulls().await;
+    let options = WarmOptions {
+        deadline: Some(Instant::now() + Duration::from_millis(500)),
+        ..fast()
+    };
+    let started = Instant::now();
+    let report = warm(&ecr, &planned(&["nginx:1.27"]), &options, &|_| {}).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let image = &report.images[0];
+    assert_eq!(image.status, Status::Skipped);
+    assert!(image.retryable);
+    let message = image.message.as_deref().unwrap();
+    assert!(
+        message.starts_with("attempted, but the deadline cut the call"),
+        "{message}"
+    );
+    server.abort();
 }
