@@ -12,7 +12,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Building ecr-cache-warmer"
 cargo build --quiet
-bin=target/debug/ecr-cache-warmer
+bin="$(cargo_target_dir)/debug/ecr-cache-warmer"
 
 step "Starting an ECR emulator with pull-through cache rules for Docker Hub, ECR Public, Quay and registry.k8s.io"
 start_emulator --config emulator/demo.json

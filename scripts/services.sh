@@ -18,6 +18,13 @@ stop_services() {
 trap stop_services EXIT
 trap 'exit 130' INT TERM
 
+# The folder cargo builds into: target/ of the workspace, or CARGO_TARGET_DIR (or
+# build.target-dir of a cargo config) when set.
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
