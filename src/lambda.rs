@@ -14,8 +14,9 @@ use crate::event::{self, Message, Trigger};
 use crate::fanout::{self, Delivery};
 use crate::metrics;
 use crate::outcome::{Failure, FailureContext, ImageOutcome, Status};
-use crate::plan::{self, PlannedImage};
+use crate::plan::{self, ListEntry, PlannedImage};
 use crate::rules::{RuleError, Rules};
+use crate::s3::ObjectUri;
 use crate::warm::{self, platform, LayerMode, Platform, Report, WarmOptions};
 
 const DEFAULT_FANOUT_THRESHOLD: usize = 500;
@@ -37,6 +38,8 @@ const DEFAULT_RECHECK_ATTEMPTS: usize = 6;
 pub struct Settings {
     /// `WARM_IMAGES` then `WARM_IMAGES_FILE`.
     pub images: Vec<String>,
+    /// `WARM_IMAGES_S3_URI`: more of the configured list, read at each invocation.
+    pub images_s3: Option<ObjectUri>,
     /// `WARM_RULES`; when absent the rules are read from ECR at init.
     pub rules: Option<Rules>,
     pub concurrency: usize,
@@ -91,6 +94,10 @@ impl Settings {
             .map_err(SettingsError::Rules)?;
         Ok(Settings {
             images,
+            images_s3: var("WARM_IMAGES_S3_URI")
+                .map(|uri| uri.parse::<ObjectUri>())
+                .transpose()
+                .map_err(|error| invalid("WARM_IMAGES_S3_URI", &var, error.to_string()))?,
             rules,
             concurrency: number(&var, "WARM_CONCURRENCY", 16, 1..=256)?,
             metrics_namespace: var("METRICS_NAMESPACE")
@@ -196,6 +203,7 @@ pub struct Warmer {
     pub rules: Rules,
     pub ecr: aws_sdk_ecr::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
     /// The first backoff of retried calls.
     pub backoff: Duration,
 }
@@ -225,6 +233,7 @@ async fn init() -> Result<Warmer, lambda_runtime::Error> {
     Ok(Warmer {
         sqs: crate::aws::engine_sqs(&config),
         ecr: crate::aws::engine_ecr(&config),
+        s3: aws_sdk_s3::Client::new(&config),
         settings,
         rules,
         backoff: WarmOptions::default().backoff,
@@ -307,28 +316,57 @@ fn deadline(context: &Context) -> Option<Instant> {
 
 async fn warm_list(
     warmer: &Warmer,
-    images: Option<Vec<String>>,
+    given: Option<Vec<String>>,
     budget: Budget,
     scheduled: bool,
 ) -> Result<Value, lambda_runtime::Error> {
-    let inputs = images.unwrap_or_else(|| warmer.settings.images.clone());
-    if inputs.is_empty() {
-        return Err(
-            "no images to warm: set WARM_IMAGES or WARM_IMAGES_FILE, or send {\"images\": [...]}"
-                .into(),
-        );
-    }
-    let planned = plan::plan(&inputs, &warmer.rules);
     let settings = &warmer.settings;
+    let configured = given.is_none();
+    let mut lost = Lost::default();
+    let mut list_error = None;
+    let mut inputs: Vec<ListEntry> = given
+        .unwrap_or_else(|| settings.images.clone())
+        .into_iter()
+        .map(ListEntry::Text)
+        .collect();
+    if let (true, Some(uri)) = (configured, &settings.images_s3) {
+        match crate::s3::read_list(&warmer.s3, uri, budget.warm_by).await {
+            Ok(entries) => inputs.extend(entries),
+            Err(error) => {
+                // The rest of the list is still warmed; the alarm sees the lost list.
+                tracing::error!(%error, "the images object cannot be read");
+                lost.list_unreadable += 1;
+                list_error = Some(error);
+            }
+        }
+    }
+    if inputs.is_empty() {
+        lost.publish(warmer);
+        return Err(list_error
+            .unwrap_or_else(|| {
+                "no images to warm: set WARM_IMAGES, WARM_IMAGES_FILE or WARM_IMAGES_S3_URI, or \
+                 send {\"images\": [...]}"
+                    .to_string()
+            })
+            .into());
+    }
+    let planned: Vec<PlannedImage> = inputs
+        .into_iter()
+        .map(|input| input.plan(&warmer.rules))
+        .collect();
     if let Some(queue_url) = &settings.queue_url {
         if planned.len() > settings.fanout_threshold {
-            return Ok(fan_out(warmer, queue_url, &planned, budget.send_by).await);
+            let mut response = fan_out(warmer, queue_url, &planned, budget.send_by, lost).await;
+            response["list_error"] = json!(list_error);
+            return Ok(response);
         }
     }
     let report = warm_planned(warmer, &planned, budget.warm_by).await;
     let mut response = serde_json::to_value(&report)?;
+    if list_error.is_some() {
+        response["list_error"] = json!(list_error);
+    }
     let send_by = budget.send_by;
-    let mut lost = Lost::default();
     let inputs_with = |status: Status| -> Vec<String> {
         report
             .images
@@ -372,6 +410,7 @@ async fn fan_out(
     queue_url: &str,
     planned: &[PlannedImage],
     deadline: Option<Instant>,
+    mut lost: Lost,
 ) -> Value {
     let (ready, unplanned): (Vec<&PlannedImage>, Vec<&PlannedImage>) =
         planned.iter().partition(|image| image.is_ready());
@@ -380,12 +419,9 @@ async fn fan_out(
     }
     let inputs: Vec<String> = ready.iter().map(|image| image.input.clone()).collect();
     let enqueued = enqueue(warmer, queue_url, &inputs, Delivery::default(), deadline).await;
-    Lost {
-        not_planned: unplanned.len(),
-        not_enqueued: enqueued.failed_images.len(),
-        ..Lost::default()
-    }
-    .publish(warmer);
+    lost.not_planned += unplanned.len();
+    lost.not_enqueued += enqueued.failed_images.len();
+    lost.publish(warmer);
     let not_enqueued: Vec<Value> = unplanned
         .iter()
         .map(|image| json!({ "input": image.input, "error": image.error }))
@@ -541,6 +577,8 @@ struct Lost {
     not_planned: usize,
     not_enqueued: usize,
     unreadable_records: usize,
+    /// The images object of WARM_IMAGES_S3_URI, which could not be read.
+    list_unreadable: usize,
 }
 
 impl Lost {
@@ -549,6 +587,7 @@ impl Lost {
             ("NotPlanned", self.not_planned),
             ("NotEnqueued", self.not_enqueued),
             ("UnreadableRecords", self.unreadable_records),
+            ("ListUnreadable", self.list_unreadable),
         ];
         if reasons.iter().all(|(_, count)| *count == 0) {
             return;
@@ -557,6 +596,7 @@ impl Lost {
             not_planned = self.not_planned,
             not_enqueued = self.not_enqueued,
             unreadable_records = self.unreadable_records,
+            list_unreadable = self.list_unreadable,
             "images lost before a warm could report them"
         );
         println!(
@@ -655,7 +695,7 @@ mod tests {
     use aws_sdk_ecr::types::{Image, ImageFailure, ImageFailureCode, ImageIdentifier};
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
     use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
 
     use super::*;
 
@@ -945,8 +985,31 @@ mod tests {
             settings,
             ecr: fake_ecr(),
             sqs: fake_queue(bodies),
+            s3: fake_bucket(),
             backoff: Duration::from_millis(1),
         }
+    }
+
+    /// A bucket with one object, `s3://config-bucket/images.txt`.
+    fn fake_bucket() -> aws_sdk_s3::Client {
+        use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+        let rule = mock!(aws_sdk_s3::Client::get_object).then_compute_response(|req| {
+            if req.key() == Some("images.txt") {
+                let body = b"# from S3\nredis:7\nalpine:3.20\n";
+                MockResponse::Output(
+                    GetObjectOutput::builder()
+                        .body(aws_sdk_s3::primitives::ByteStream::from_static(body))
+                        .build(),
+                )
+            } else {
+                MockResponse::Error(GetObjectError::NoSuchKey(
+                    aws_sdk_s3::types::error::NoSuchKey::builder()
+                        .message("The specified key does not exist.")
+                        .build(),
+                ))
+            }
+        });
+        mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule])
     }
 
     fn context_with(left: Duration) -> Context {
@@ -1287,5 +1350,73 @@ mod tests {
         let event = json!({"Records": [{"messageId": "m1", "body": "nginx:slow-1"}]});
         let response = invoke(&warmer, event).await;
         assert_eq!(batch_failures(&response), ["m1"]);
+    }
+
+    #[tokio::test]
+    async fn the_configured_list_includes_the_images_object() {
+        let warmer = warmer(
+            &[
+                ("WARM_IMAGES", "nginx:1.27"),
+                ("WARM_IMAGES_S3_URI", "s3://config-bucket/images.txt"),
+            ],
+            Arc::default(),
+        );
+        let response = invoke(&warmer, schedule(json!({}))).await;
+        let inputs: Vec<&str> = response["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["input"].as_str().unwrap())
+            .collect();
+        assert_eq!(inputs, ["nginx:1.27", "redis:7", "alpine:3.20"]);
+        // Images sent with the event replace the configured list, object included.
+        let response = invoke(&warmer, json!({"images": ["busybox:1.36"]})).await;
+        assert_eq!(response["summary"]["total"], 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_images_object_is_reported_and_the_rest_is_warmed() {
+        let warmer = warmer(
+            &[
+                ("WARM_IMAGES", "nginx:1.27"),
+                ("WARM_IMAGES_S3_URI", "s3://config-bucket/missing.txt"),
+            ],
+            Arc::default(),
+        );
+        let response = invoke(&warmer, schedule(json!({}))).await;
+        assert_eq!(response["summary"]["total"], 1);
+        let error = response["list_error"].as_str().unwrap();
+        assert!(
+            error.contains("s3://config-bucket/missing.txt") && error.contains("s3:GetObject"),
+            "{error}"
+        );
+
+        let alone = warmer_with_only_the_object();
+        let error = handle(&alone, LambdaEvent::new(json!({}), Context::default()))
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("cannot read the list"),
+            "{error}"
+        );
+    }
+
+    fn warmer_with_only_the_object() -> Warmer {
+        warmer(
+            &[("WARM_IMAGES_S3_URI", "s3://config-bucket/missing.txt")],
+            Arc::default(),
+        )
+    }
+
+    #[test]
+    fn an_images_object_uri_is_checked_at_init() {
+        let error = Settings::from_env(env(&[("WARM_IMAGES_S3_URI", "bucket/key")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("WARM_IMAGES_S3_URI=\"bucket/key\" is not valid")
+                && error.contains("s3://BUCKET/KEY"),
+            "{error}"
+        );
     }
 }

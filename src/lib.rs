@@ -18,4 +18,5 @@ pub mod plan;
 pub mod reference;
 pub mod retry;
 pub mod rules;
+pub mod s3;
 pub mod warm;
