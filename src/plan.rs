@@ -109,8 +109,9 @@ pub fn plan(inputs: &[String], rules: &Rules) -> Vec<PlannedImage> {
         .collect()
 }
 
-/// The references in a list as people keep them: one per line (or separated
-/// by commas), blank lines and `#` comments ignored.
+/// The entries of a list as people keep them: one per line (or separated by
+/// commas), blank lines and `#` comments ignored. Image lists and `WARM_RULES`
+/// are both read with it, so that they read alike.
 pub fn read_list(text: &str) -> Vec<String> {
     text.lines().flat_map(line_entries).collect()
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::aws::describe_error;
+use crate::plan::read_list;
 use crate::reference::{is_docker_hub_host, is_host_and_port, Reference};
 
 /// The prefix of a rule that caches at the root of the registry.
@@ -184,14 +185,10 @@ impl Rules {
         Rules::new(rules)
     }
 
-    /// Parses a comma- or newline-separated list (`WARM_RULES`).
+    /// Parses a list kept like the image lists (`WARM_RULES`): one rule per
+    /// line or comma, blank lines and `#` comments ignored.
     pub fn parse_list(text: &str) -> Result<Rules, RuleError> {
-        let texts: Vec<&str> = text
-            .split([',', '\n'])
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .collect();
-        Rules::parse_each(&texts)
+        Rules::parse_each(&read_list(text))
     }
 
     /// Reads every rule of the registry from ECR.
@@ -617,6 +614,28 @@ mod tests {
         }
         let error = Rules::parse_each(&["a1=quay.io", "a1=ghcr.io"]).unwrap_err();
         assert_eq!(error, RuleError::Duplicate("a1".into()));
+    }
+
+    #[test]
+    fn a_rule_list_reads_like_an_image_list() {
+        let text = "# upstreams of the cache\n\
+                    docker-hub=registry-1.docker.io  # official images need library/\n\
+                    \n\
+                    ecr-public=public.ecr.aws, quay=quay.io\r\n\
+                    #ghcr=ghcr.io\n";
+        let listed: Vec<String> = Rules::parse_list(text)
+            .unwrap()
+            .iter()
+            .map(Rule::to_string)
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "docker-hub=registry-1.docker.io",
+                "ecr-public=public.ecr.aws",
+                "quay=quay.io"
+            ]
+        );
     }
 
     #[tokio::test]
