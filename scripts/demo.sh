@@ -24,17 +24,35 @@ cat emulator/demo-images.txt
 step "plan: where each image will be pulled through (rules read from the emulator)"
 "$bin" plan -f emulator/demo-images.txt
 
-step "First warm: the cache is empty, so ECR imports each image from upstream"
+step "First warm: the cache is empty, so ECR imports each image from upstream, every platform and every layer"
+echo "(registry.k8s.io/pause:3.10's layer stays on the upstream for 5 s in this emulator; the warm waits 2 s for it)"
 set +e
-"$bin" warm -f emulator/demo-images.txt | tee "$work/first.txt"
+"$bin" warm -f emulator/demo-images.txt --layer-wait 2s | tee "$work/first.txt"
 first=${PIPESTATUS[0]}
-step "Second warm: everything is cached and unchanged upstream"
+started=$SECONDS
+
+step "nginx:1.27 is multi-arch: both platforms, each with every blob on ECR's layer storage"
+"$bin" warm nginx:1.27 --output json >"$work/nginx.json"
+python3 - "$work/nginx.json" <<'PY'
+import json, sys
+image = json.load(open(sys.argv[1]))["images"][0]
+for platform in image["platforms"]:
+    layers = platform["layers"]
+    print(f"  {platform['platform']:16} {platform['status']:10} {layers['cached']}/{layers['total']} blobs cached")
+warm = len(image["platforms"]) == 2 and all(p["layers"]["cached"] == p["layers"]["total"] for p in image["platforms"])
+sys.exit(0 if warm else "demo: nginx:1.27 is not warm on both platforms")
+PY
+[ $? -eq 0 ] || exit 1
+
+sleep $(( started + 4 - SECONDS > 0 ? started + 4 - SECONDS : 0 ))
+step "Second warm, a few seconds later: the pending layer has arrived, everything is cached and unchanged"
 "$bin" warm -f emulator/demo-images.txt | tee "$work/second.txt"
 second=${PIPESTATUS[0]}
 set -e
 [ "$first" -eq 1 ] && [ "$second" -eq 1 ] || { echo "demo: expected exit code 1 (the broken entry), got $first and $second" >&2; exit 1; }
-grep -q "5 imported" "$work/first.txt" || { echo "demo: the first warm did not import the 5 images" >&2; exit 1; }
-grep -q "5 unchanged" "$work/second.txt" || { echo "demo: the second warm did not find the 5 images unchanged" >&2; exit 1; }
+grep -q "4 imported, 0 refreshed, 0 unchanged, 1 pending, 1 failed" "$work/first.txt" || { echo "demo: the first warm did not import 4 images and leave pause pending" >&2; exit 1; }
+grep -q "registry.k8s.io/pause:3.10 pending" "$work/first.txt" || { echo "demo: pause:3.10 was not pending on the first warm" >&2; exit 1; }
+grep -q "5 unchanged, 0 pending, 1 failed" "$work/second.txt" || { echo "demo: the second warm did not find the 5 images warm" >&2; exit 1; }
 
 step "The Lambda function under cargo lambda watch, invoked with events/schedule.json"
 start_function "$(function_env \
