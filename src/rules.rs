@@ -72,7 +72,7 @@ impl Rule {
     }
 
     /// Builds a rule from its parts, as ECR describes them.
-    pub fn new(
+    fn new(
         ecr_prefix: &str,
         upstream_registry: &str,
         upstream_prefix: Option<&str>,
@@ -108,10 +108,6 @@ impl Rule {
 
     pub fn ecr_prefix(&self) -> &str {
         &self.ecr_prefix
-    }
-
-    pub fn upstream_registry(&self) -> &str {
-        &self.upstream_registry
     }
 
     fn is_root(&self) -> bool {
@@ -208,10 +204,6 @@ impl Rules {
             rules.push(rule);
         }
         Rules::new(rules)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Rule> {
