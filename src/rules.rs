@@ -27,6 +27,16 @@ pub struct Rule {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
     rules: Vec<Rule>,
+    own: Option<OwnRegistry>,
+}
+
+/// The caller's registry, as far as it is known. A reference written against
+/// a private ECR registry is pulled through the caller's own: when it names
+/// another, its path would be looked up in the wrong registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnRegistry {
+    account: Option<String>,
+    region: String,
 }
 
 /// Where a reference is pulled through the cache.
@@ -169,7 +179,7 @@ impl Rules {
         {
             return Err(RuleError::Duplicate(pair[0].ecr_prefix.clone()));
         }
-        Ok(Rules { rules })
+        Ok(Rules { rules, own: None })
     }
 
     /// Parses rules given one by one (`--rule`, repeatable).
@@ -206,12 +216,38 @@ impl Rules {
         Rules::new(rules)
     }
 
+    /// The caller's own registry: its account (ECR's DescribeRegistry) and
+    /// Region (the SDK configuration). A reference written against another
+    /// private ECR registry is then an error on its line.
+    pub fn with_own_registry(mut self, account: &str, region: &str) -> Rules {
+        self.own = Some(OwnRegistry {
+            account: Some(account.to_string()),
+            region: region.to_ascii_lowercase(),
+        });
+        self
+    }
+
+    /// Only the caller's Region is known (as for `plan --rule`, which makes
+    /// no AWS call): a reference written against a private ECR registry of
+    /// another Region is then an error on its line.
+    pub fn with_own_region(mut self, region: &str) -> Rules {
+        self.own = Some(OwnRegistry {
+            account: None,
+            region: region.to_ascii_lowercase(),
+        });
+        self
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter()
     }
 
     /// Maps a normalized reference onto the cache repository that serves it.
     /// When several rules match, the one with the longest upstream prefix wins.
+    /// A reference written against a private ECR registry that no rule has as
+    /// upstream keeps its path, when a rule's prefix starts it and the
+    /// registry is the caller's own (as far as [`Rules::with_own_registry`] or
+    /// [`Rules::with_own_region`] tell).
     pub fn map(&self, reference: &Reference) -> Result<Mapping<'_>, NoRule> {
         let host = upstream_host(reference.registry());
         let path = upstream_path(reference);
@@ -234,7 +270,14 @@ impl Rules {
                 rule,
             });
         }
-        if is_private_ecr_host(&host) {
+        if let Some((account, region)) = private_ecr_registry(&host) {
+            if let Some(refusal) = self
+                .own
+                .as_ref()
+                .and_then(|own| own.refuse(&host, account, region))
+            {
+                return Err(refusal);
+            }
             let by_prefix = self
                 .rules
                 .iter()
@@ -315,12 +358,34 @@ fn strip_scheme(url: &str) -> &str {
         .unwrap_or(url)
 }
 
-/// `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`
-fn is_private_ecr_host(host: &str) -> bool {
+impl OwnRegistry {
+    /// Why a reference to the private registry `host` of `account` and
+    /// `region` cannot be pulled through the caller's; None when it can.
+    fn refuse(&self, host: &str, account: &str, region: &str) -> Option<NoRule> {
+        match &self.account {
+            Some(own) if own != account || self.region != region => Some(NoRule(format!(
+                "{host} is another account's or Region's registry; this caller's is {}: \
+                 warm it from that account and Region, or pull it through a rule whose \
+                 upstream is {host}",
+                private_ecr_host(own, &self.region)
+            ))),
+            None if self.region != region => Some(NoRule(format!(
+                "{host} is a registry of Region {region}; this caller is in Region {}: \
+                 warm it from {region}, or pull it through a rule whose upstream is {host}",
+                self.region
+            ))),
+            _ => None,
+        }
+    }
+}
+
+/// The account and Region of a private ECR registry host,
+/// `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`.
+fn private_ecr_registry(host: &str) -> Option<(&str, &str)> {
     let mut parts = host.split('.');
-    let account = parts.next().unwrap_or_default();
+    let account = parts.next()?;
     let rest: Vec<&str> = parts.collect();
-    account.len() == 12
+    let is_ecr = account.len() == 12
         && account.bytes().all(|b| b.is_ascii_digit())
         && rest.len() >= 4
         && rest[0] == "dkr"
@@ -328,7 +393,18 @@ fn is_private_ecr_host(host: &str) -> bool {
         && matches!(
             &rest[3..],
             ["amazonaws", "com"] | ["amazonaws", "com", "cn"]
-        )
+        );
+    is_ecr.then(|| (account, rest[2]))
+}
+
+fn private_ecr_host(account: &str, region: &str) -> String {
+    // The China Regions have their own domain.
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("{account}.dkr.ecr.{region}.{domain}")
 }
 
 /// ECR's repository prefix grammar: 2 to 30 characters of
@@ -529,6 +605,131 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("no pull-through cache rule for registry 123456789012.dkr.ecr.us-east-1.amazonaws.com"), "{error}");
+    }
+
+    const OWN: &str = "222222222222.dkr.ecr.us-east-1.amazonaws.com";
+
+    fn docker_hub() -> Rules {
+        rules(&["docker-hub=registry-1.docker.io"])
+    }
+
+    #[test]
+    fn the_callers_own_registry_keeps_its_path() {
+        let own = docker_hub().with_own_registry("222222222222", "us-east-1");
+        let mapped = Ok((
+            "docker-hub/library/nginx".to_string(),
+            "docker-hub=registry-1.docker.io".to_string(),
+        ));
+        for host in [
+            OWN,
+            "222222222222.dkr.ecr-fips.us-east-1.amazonaws.com",
+            "222222222222.DKR.ECR.US-EAST-1.AMAZONAWS.COM",
+        ] {
+            let reference = format!("{host}/docker-hub/library/nginx:1.27");
+            assert_eq!(cache_repository(&own, &reference), mapped, "{host}");
+        }
+        let china = docker_hub().with_own_registry("222222222222", "cn-north-1");
+        assert_eq!(
+            cache_repository(
+                &china,
+                "222222222222.dkr.ecr.cn-north-1.amazonaws.com.cn/docker-hub/library/nginx"
+            ),
+            mapped
+        );
+    }
+
+    #[test]
+    fn another_accounts_or_regions_registry_is_refused_and_named() {
+        let own = docker_hub().with_own_registry("222222222222", "us-east-1");
+        let error = cache_repository(
+            &own,
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com/docker-hub/library/nginx:1.27",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            format!(
+                "111111111111.dkr.ecr.us-east-1.amazonaws.com is another account's or Region's \
+                 registry; this caller's is {OWN}: warm it from that account and Region, or pull \
+                 it through a rule whose upstream is 111111111111.dkr.ecr.us-east-1.amazonaws.com"
+            )
+        );
+        let error = cache_repository(
+            &own,
+            "222222222222.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/nginx:1.27",
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with(&format!(
+                "222222222222.dkr.ecr.eu-west-1.amazonaws.com is another account's or Region's \
+                 registry; this caller's is {OWN}: "
+            )),
+            "{error}"
+        );
+        let china = docker_hub().with_own_registry("222222222222", "cn-north-1");
+        let error =
+            cache_repository(&china, &format!("{OWN}/docker-hub/library/nginx")).unwrap_err();
+        assert!(
+            error.contains("this caller's is 222222222222.dkr.ecr.cn-north-1.amazonaws.com.cn:"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn with_only_the_region_known_another_regions_registry_is_refused() {
+        let own = docker_hub().with_own_region("us-east-1");
+        assert_eq!(
+            cache_repository(
+                &own,
+                "111111111111.dkr.ecr.us-east-1.amazonaws.com/docker-hub/library/nginx"
+            )
+            .unwrap()
+            .0,
+            "docker-hub/library/nginx",
+            "the account is not known, so any account of the Region maps"
+        );
+        let error = cache_repository(
+            &own,
+            "111111111111.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/nginx",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "111111111111.dkr.ecr.eu-west-1.amazonaws.com is a registry of Region eu-west-1; \
+             this caller is in Region us-east-1: warm it from eu-west-1, or pull it through a \
+             rule whose upstream is 111111111111.dkr.ecr.eu-west-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn without_the_callers_registry_any_private_registry_keeps_its_path() {
+        for host in [OWN, "111111111111.dkr.ecr.eu-west-1.amazonaws.com"] {
+            let reference = format!("{host}/docker-hub/library/nginx:1.27");
+            assert_eq!(
+                cache_repository(&docker_hub(), &reference).unwrap().0,
+                "docker-hub/library/nginx",
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_registry_with_a_rule_for_it_is_pulled_through_that_rule() {
+        let rules = rules(&[
+            "docker-hub=registry-1.docker.io",
+            "central=111111111111.dkr.ecr.eu-west-1.amazonaws.com",
+        ])
+        .with_own_registry("222222222222", "us-east-1");
+        assert_eq!(
+            cache_repository(
+                &rules,
+                "111111111111.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/nginx:1.27"
+            ),
+            Ok((
+                "central/docker-hub/library/nginx".into(),
+                "central=111111111111.dkr.ecr.eu-west-1.amazonaws.com".into()
+            ))
+        );
     }
 
     #[test]
