@@ -49,6 +49,7 @@ test: deps lint
 	python3 tests/deploy_check.py
 	python3 -m pytest -q emulator/tests
 	bash tests/lambda-e2e.sh
+	bash tests/lambda-recheck.sh
 
 clean:
 	cargo clean
