@@ -299,14 +299,29 @@ impl InputArgs {
         Ok(config)
     }
 
-    /// The rules given with `--rule`, or else the registry's rules from ECR.
+    /// The rules given with `--rule`, or else the registry's rules from ECR;
+    /// with the caller's own registry, so that references to other private
+    /// registries are refused.
     async fn rules(&self, config: Option<&SdkConfig>) -> Result<Rules, UsageError> {
-        match config {
-            Some(config) if self.rules.is_empty() => {
-                Ok(Rules::discover(&aws_sdk_ecr::Client::new(config)).await?)
-            }
-            _ => Ok(Rules::new(self.rules.clone())?),
-        }
+        let Some(config) = config else {
+            // Offline (`plan --rule`): only a Region given by the user is known.
+            let rules = Rules::new(self.rules.clone())?;
+            let region = self
+                .region
+                .clone()
+                .or_else(|| std::env::var("AWS_REGION").ok());
+            return Ok(match region {
+                Some(region) => rules.with_own_region(&region),
+                None => rules,
+            });
+        };
+        let ecr = aws_sdk_ecr::Client::new(config);
+        let rules = match self.rules.is_empty() {
+            true => Rules::discover(&ecr).await?,
+            false => Rules::new(self.rules.clone())?,
+        };
+        let region = config.region().map(ToString::to_string).unwrap_or_default();
+        Ok(rules.for_caller(&ecr, &region).await)
     }
 }
 

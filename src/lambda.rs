@@ -221,10 +221,13 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 async fn init() -> Result<Warmer, lambda_runtime::Error> {
     let settings = Settings::from_env(|name| std::env::var(name).ok())?;
     let config = crate::aws::load_config(None).await;
+    let ecr = aws_sdk_ecr::Client::new(&config);
     let rules = match &settings.rules {
         Some(rules) => rules.clone(),
-        None => Rules::discover(&aws_sdk_ecr::Client::new(&config)).await?,
+        None => Rules::discover(&ecr).await?,
     };
+    let region = config.region().map(ToString::to_string).unwrap_or_default();
+    let rules = rules.for_caller(&ecr, &region).await;
     tracing::info!(
         images = settings.images.len(),
         rules = rules.iter().count(),

@@ -238,6 +238,26 @@ impl Rules {
         self
     }
 
+    /// The caller's own registry, looked up: the account from ECR's
+    /// DescribeRegistry, the Region from the configuration. Without
+    /// `ecr:DescribeRegistry`, only the Region is checked.
+    pub async fn for_caller(self, ecr: &aws_sdk_ecr::Client, region: &str) -> Rules {
+        match ecr.describe_registry().send().await {
+            Ok(output) => match output.registry_id() {
+                Some(account) => self.with_own_registry(account, region),
+                None => self.with_own_region(region),
+            },
+            Err(error) => {
+                tracing::info!(
+                    error = %describe_error(&error),
+                    "the caller's account is unknown (ecr:DescribeRegistry); references to private \
+                     registries are checked for their Region only"
+                );
+                self.with_own_region(region)
+            }
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter()
     }

@@ -336,8 +336,8 @@ def check_stack(moto, name, parameters, expect):
           [as_list(s["Resource"]) for s in read] == [[queue_arn]]
           and {"sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= set(as_list(read[0]["Action"])), read)
     everywhere = [a for s in statements if "*" in as_list(s["Resource"]) for a in as_list(s["Action"])]
-    check(f"{name}: only ecr:DescribePullThroughCacheRules is granted on *",
-          everywhere == ["ecr:DescribePullThroughCacheRules"], everywhere)
+    check(f"{name}: only ecr:DescribePullThroughCacheRules and ecr:DescribeRegistry are granted on *",
+          everywhere == ["ecr:DescribePullThroughCacheRules", "ecr:DescribeRegistry"], everywhere)
     # moto's CloudFormation ignores ManagedPolicyArns of an AWS::IAM::Role (nothing is
     # attached): what CloudFormation would attach is read from the resolved template.
     attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]]

@@ -171,7 +171,7 @@ for case, (values, expected_arns) in cases.items():
                   resource == ["arn:aws:s3:::lists/warm/images.txt"] and values.get("ImagesS3Uri"))
         granted |= set(actions)
     check(f"{case}: exactly the needed actions are granted",
-          granted == repository_actions | {"ecr:DescribePullThroughCacheRules", "sqs:SendMessage",
+          granted == repository_actions | {"ecr:DescribePullThroughCacheRules", "ecr:DescribeRegistry", "sqs:SendMessage",
                                            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                                            "logs:CreateLogStream", "logs:PutLogEvents"}
           | ({"s3:GetObject"} if values.get("ImagesS3Uri") else set()))
