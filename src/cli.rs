@@ -1,6 +1,7 @@
 //! The command line: `plan` and `warm`, their inputs, output and exit codes.
 
 use std::io::{self, IsTerminal, Read, Write};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -53,6 +54,11 @@ struct WarmArgs {
     #[arg(long, env = "WARM_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
+
+    /// At most N ECR calls per second, over the whole warm (default: no cap), to stay under
+    /// the account's API quotas
+    #[arg(long, value_name = "N", env = "WARM_MAX_TPS")]
+    max_tps: Option<NonZeroU32>,
 
     /// Stop starting new calls after this long (e.g. 90s, 5m, 1h; plain numbers are seconds);
     /// images not attempted by then are reported as skipped
@@ -199,6 +205,7 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
         platforms: args.platforms,
         layers: args.layers,
         layer_wait: args.layer_wait,
+        max_tps: args.max_tps,
         ..WarmOptions::default()
     };
     let progress = progress_bar(planned.len());

@@ -2,6 +2,7 @@
 //! SQS batches. Settings are read and checked once at init, and the SDK
 //! clients are built once; every invocation warms before its own deadline.
 
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
@@ -59,6 +60,8 @@ pub struct Settings {
     /// `WARM_RECHECK_ATTEMPTS`: checks of pending images before they fail
     /// with `LayersNotCached`.
     pub recheck_attempts: u32,
+    /// `WARM_MAX_TPS`: at most this many ECR calls per second per invocation.
+    pub max_tps: Option<NonZeroU32>,
 }
 
 #[derive(Debug, Error)]
@@ -146,6 +149,10 @@ impl Settings {
                 DEFAULT_RECHECK_ATTEMPTS,
                 0..=100,
             )? as u32,
+            max_tps: match var("WARM_MAX_TPS") {
+                None => None,
+                Some(_) => NonZeroU32::new(number(&var, "WARM_MAX_TPS", 1, 1..=100_000)? as u32),
+            },
         })
     }
 }
@@ -645,6 +652,7 @@ async fn warm_planned(
         platforms: settings.platforms.clone(),
         layers: settings.layers,
         layer_wait: settings.layer_wait,
+        max_tps: settings.max_tps,
         ..WarmOptions::default()
     };
     warm::warm(&warmer.ecr, planned, &options, &|_| {}).await
@@ -839,6 +847,10 @@ mod tests {
                 "at most 15m, the longest delay of an SQS message",
             ),
             (("WARM_RECHECK_ATTEMPTS", "x"), "from 0 to 100"),
+            (
+                ("WARM_MAX_TPS", "0"),
+                "WARM_MAX_TPS=\"0\" is not valid: a whole number from 1 to 100000",
+            ),
             (
                 ("WARM_RULES", "docker-hub"),
                 "invalid WARM_RULES: invalid rule \"docker-hub\"",

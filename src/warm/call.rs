@@ -2,6 +2,7 @@
 //! fail for a retryable reason, never started after the deadline.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::time::Instant;
 
 use aws_sdk_ecr::config::http::HttpResponse;
@@ -9,6 +10,7 @@ use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::operation::batch_get_image::BatchGetImageError;
 use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
 use aws_sdk_ecr::operation::get_download_url_for_layer::GetDownloadUrlForLayerError;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
 use super::WarmOptions;
@@ -23,14 +25,21 @@ pub struct Engine<'a> {
     pub ecr: &'a aws_sdk_ecr::Client,
     pub options: &'a WarmOptions,
     permits: Semaphore,
+    /// `--max-tps`: one bucket over every ECR call of the warm.
+    rate: Option<DefaultDirectRateLimiter>,
 }
 
 impl<'a> Engine<'a> {
     pub fn new(ecr: &'a aws_sdk_ecr::Client, options: &'a WarmOptions) -> Engine<'a> {
+        // A burst of one keeps the rate even from the first call on.
+        let rate = options
+            .max_tps
+            .map(|tps| RateLimiter::direct(Quota::per_second(tps).allow_burst(NonZeroU32::MIN)));
         Engine {
             ecr,
             options,
             permits: Semaphore::new(options.concurrency.max(1)),
+            rate,
         }
     }
 
@@ -66,24 +75,34 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// One attempt under a permit, started only before the deadline and cut at it.
+    /// One attempt under a permit and within the rate cap, started only
+    /// before the deadline and cut at it.
     pub async fn once<T>(&self, call: impl Future<Output = T>) -> Attempted<T> {
         let deadline = self.options.deadline;
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return Attempted::NotStarted;
-        }
-        let work = async {
+        let ready = async {
             // The semaphore is never closed.
-            let _permit = self.permits.acquire().await.ok();
-            call.await
+            let permit = self.permits.acquire().await.ok();
+            if let Some(rate) = &self.rate {
+                rate.until_ready().await;
+            }
+            permit
         };
-        match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), work).await {
-                Ok(result) => Attempted::Done(result),
-                Err(_) => Attempted::Cut,
-            },
-            None => Attempted::Done(work.await),
+        let Some(_permit) = within(deadline, ready).await else {
+            return Attempted::NotStarted;
+        };
+        match within(deadline, call).await {
+            Some(result) => Attempted::Done(result),
+            None => Attempted::Cut,
         }
+    }
+}
+
+/// A future's output, or `None` when the deadline comes first.
+async fn within<T>(deadline: Option<Instant>, work: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) if Instant::now() >= deadline => None,
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), work).await.ok(),
+        None => Some(work.await),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod platform;
 mod repository;
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
@@ -48,6 +49,8 @@ pub struct WarmOptions {
     pub layers: LayerMode,
     /// How long blobs that are not on ECR's storage yet are asked again.
     pub layer_wait: Duration,
+    /// At most this many ECR calls per second, over the whole warm.
+    pub max_tps: Option<NonZeroU32>,
 }
 
 /// The default of `--layer-wait` and `WARM_LAYER_WAIT`.
@@ -63,6 +66,7 @@ impl Default for WarmOptions {
             platforms: Vec::new(),
             layers: LayerMode::Verify,
             layer_wait: DEFAULT_LAYER_WAIT,
+            max_tps: None,
         }
     }
 }

@@ -1302,3 +1302,32 @@ async fn a_pull_cut_at_the_deadline_says_it_was_attempted() {
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn the_rate_cap_bounds_the_calls_made() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let inputs: Vec<String> = (0..50).map(|i| format!("team/app{i}:1")).collect();
+    for i in 0..50 {
+        registry
+            .lock()
+            .unwrap()
+            .upstream(&format!("docker-hub/team/app{i}"), "1", Ok(digest(i)));
+    }
+    let options = WarmOptions {
+        max_tps: std::num::NonZeroU32::new(10),
+        deadline: Some(Instant::now() + Duration::from_millis(500)),
+        layers: LayerMode::None,
+        ..fast()
+    };
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let report = run(&registry, &inputs, &options).await;
+    let registry = registry.lock().unwrap();
+    let calls = registry.describe_calls + registry.batch_calls.len();
+    // 10 calls per second for half a second, and the first one at once.
+    assert!(
+        (4..=7).contains(&calls),
+        "{calls} calls in 0.5 s at 10 per second"
+    );
+    assert_eq!(report.images.len(), 50);
+    assert!(report.summary.skipped > 40);
+}
