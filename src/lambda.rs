@@ -734,7 +734,13 @@ mod tests {
             settings.images.is_empty() && settings.rules.is_none() && settings.queue_url.is_none()
         );
 
-        let file = std::env::temp_dir().join(format!("warm-images-{}.txt", std::process::id()));
+        // A fresh folder of this test's own (create_dir fails on one that exists).
+        let dir = std::env::temp_dir().join(format!(
+            "ecr-cache-warmer-settings-{:016x}",
+            std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), SystemTime::now())
+        ));
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("images.txt");
         std::fs::write(&file, "# extra\nquay.io/prometheus/node-exporter:v1.8.2\n").unwrap();
         let settings = Settings::from_env(env(&[
             ("WARM_IMAGES", "nginx:1.27, redis:7\nalpine"),
@@ -750,7 +756,7 @@ mod tests {
             ("WARM_MESSAGE_IMAGES", "20"),
         ]))
         .unwrap();
-        std::fs::remove_file(&file).ok();
+        std::fs::remove_dir_all(&dir).ok();
         assert_eq!(
             settings.images,
             [

@@ -4,6 +4,9 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use support::TempDir;
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecr-cache-warmer");
 
@@ -141,7 +144,8 @@ fn reads_an_images_file_from_stdin() {
 
 #[test]
 fn reads_an_images_file_from_disk() {
-    let path = std::env::temp_dir().join(format!("plan-cli-{}.txt", std::process::id()));
+    let dir = TempDir::new();
+    let path = dir.path.join("images.txt");
     std::fs::write(&path, "alpine:3.20\nbusybox\n").unwrap();
     let output = run(
         &[
@@ -153,7 +157,6 @@ fn reads_an_images_file_from_disk() {
         ],
         "",
     );
-    std::fs::remove_file(&path).ok();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -251,9 +254,8 @@ fn a_report_that_cannot_be_written_is_a_failure() {
 
 #[test]
 fn a_list_line_that_is_not_utf8_fails_alone() {
-    let dir = std::env::temp_dir().join(format!("plan-cli-utf8-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let list = dir.join("images.txt");
+    let dir = TempDir::new();
+    let list = dir.path.join("images.txt");
     std::fs::write(&list, b"nginx:1.27\nredis:\xff7\nalpine:3.20\n").unwrap();
     let output = run(
         &[
@@ -267,7 +269,6 @@ fn a_list_line_that_is_not_utf8_fails_alone() {
         ],
         "",
     );
-    std::fs::remove_dir_all(&dir).ok();
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let lines = json_lines(&output);
     let valid: Vec<bool> = lines

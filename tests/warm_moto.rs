@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::MotoServer;
+use support::{MotoServer, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecr-cache-warmer");
 
@@ -52,7 +52,8 @@ async fn warm_reports_cached_missing_and_denied_images() {
     let ecr = moto.ecr();
     let nginx = seed(&ecr, "docker-hub/library/nginx", "1.27", 28_000_000).await;
     let redis = seed(&ecr, "docker-hub/library/redis", "7", 41_000_000).await;
-    let emf = std::env::temp_dir().join(format!("warm-moto-{}.emf", std::process::id()));
+    let dir = TempDir::new();
+    let emf = dir.path.join("warm.emf");
 
     let output = Command::new(BIN)
         .args([
@@ -144,7 +145,6 @@ async fn warm_reports_cached_missing_and_denied_images() {
     assert!(summary["duration_ms"].is_u64());
 
     let emf_text = std::fs::read_to_string(&emf).expect("the EMF file is written");
-    std::fs::remove_file(&emf).ok();
     let total: Value = serde_json::from_str(emf_text.lines().last().unwrap()).unwrap();
     assert_eq!(
         (

@@ -109,23 +109,45 @@ impl Drop for MotoServer {
     }
 }
 
+/// A fresh temporary folder of a test's own, removed when dropped.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        use std::hash::{BuildHasher, RandomState};
+        loop {
+            let suffix = RandomState::new().hash_one(std::time::SystemTime::now());
+            let path = std::env::temp_dir().join(format!("ecr-cache-warmer-test-{suffix:016x}"));
+            // create_dir fails when the folder exists: the folder is this test's alone.
+            match std::fs::create_dir(&path) {
+                Ok(()) => return TempDir { path },
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(error) => panic!("cannot create {}: {error}", path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// A fresh temporary folder with a copy of the emulator's catalog and a
-/// config file that uses it; removed when dropped.
+/// config file that uses it.
 pub struct EmulatorDir {
     pub path: std::path::PathBuf,
     pub config: std::path::PathBuf,
+    _dir: TempDir,
 }
 
 impl EmulatorDir {
     pub fn new(mut config: serde_json::Value) -> EmulatorDir {
-        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "ecr-cache-warmer-test-{}-{n}-{}",
-            std::process::id(),
-            fastrand_suffix()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
+        let dir = TempDir::new();
+        let path = dir.path.clone();
         let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator/catalog.json");
         std::fs::copy(catalog, path.join("catalog.json")).unwrap();
         config["catalog"] = serde_json::json!("catalog.json");
@@ -134,19 +156,9 @@ impl EmulatorDir {
         EmulatorDir {
             path,
             config: config_path,
+            _dir: dir,
         }
     }
-}
-
-impl Drop for EmulatorDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-fn fastrand_suffix() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 fn free_port() -> u16 {
