@@ -10,6 +10,12 @@ moto serves ECR's repositories and images; this adds what moto lacks:
 - GetDownloadUrlForLayer for imported layers (the config blob and every layer of each image
   manifest), with a URL on ECR's layer storage once the layer is cached and an upstream URL
   while it is pending, and ECR's layer errors on demand;
+- the registry's configuration that decides whether a first pull can work: GetRegistryPolicy,
+  PutRegistryPolicy and DeleteRegistryPolicy with the pull-through cache actions (moto's
+  refuses all but CreateRepository and ReplicateImage); ValidatePullThroughCacheRule;
+  CreateRepositoryCreationTemplate, DescribeRepositoryCreationTemplates (paginated) and
+  DeleteRepositoryCreationTemplate, whose tag mutability and encryption the repositories that
+  the cache creates get, as in ECR;
 - fault injection: added latency, a share of ThrottlingException, a share of UpstreamUnavailable,
   a share of UnableToGetUpstreamLayerException; each decision is a pure function of the seed and
   the request, not of arrival order.
@@ -25,7 +31,20 @@ Config keys (a JSON object; all optional):
                              to the config file when given with --config.
   recheck_interval_seconds   a cached tag is checked upstream again only after this long (default 0).
   denied_namespaces          cache repository prefixes whose first pull fails as a registry policy
-                             without ecr:CreateRepository does: RepositoryNotFoundException.
+                             without ecr:CreateRepository does: RepositoryNotFoundException. (The
+                             registry policy below is stored and answered, not enforced: whether a
+                             pull is allowed also depends on the caller's IAM policy.)
+  registry_policy            the registry permissions policy at start (a JSON object, or its text),
+                             as PutRegistryPolicy takes it.
+  repository_creation_templates
+                             templates to create at start, as CreateRepositoryCreationTemplate
+                             takes them ({"prefix", "appliedFor", "imageTagMutability", ...}).
+  repositories               repositories to create at start, as CreateRepository takes them
+                             ({"repositoryName", "imageTagMutability"}), e.g. a cache repository
+                             with IMMUTABLE tags.
+  invalid_credentials        {credential ARN or secret name: failure}: ValidatePullThroughCacheRule
+                             of a rule whose credentialArn is listed (or contains the secret name)
+                             answers isValid false with that failure; any other rule is valid.
 
   Layers. GetDownloadUrlForLayer counts the requests of each layer digest per Region and
   repository that get past throttling and find the layer in the repository; k is the number of
@@ -100,6 +119,8 @@ LAYER_ERRORS = {
     "LayersNotFoundException": "The specified layers could not be found, or the specified layer is not "
     "valid for this repository.",
 }
+# What a registry policy may grant (anything else is refused, as ECR does).
+REGISTRY_POLICY_ACTIONS = {"ecr:ReplicateImage", "ecr:CreateRepository", "ecr:BatchImportUpstreamImage", "ecr:*"}
 # ECR's upstream registry names, by upstream URL.
 UPSTREAM_NAMES = {
     "public.ecr.aws": "ecr-public",
@@ -230,6 +251,9 @@ class Emulator:
         self.layer_error_share = float(faults.get("upstream_layer_error_share", 0))
         self.seed = faults.get("seed", 1)
         self.rules = {}  # (region, prefix) -> rule
+        self.policies = {}  # region -> registry policy text
+        self.templates = {}  # (region, prefix) -> repository creation template
+        self.invalid_credentials = dict(config.get("invalid_credentials", {}))
         self.checked = {}  # (region, repository, tag) -> time of the last upstream check
         # (region, repository, digest) -> [requests so far, of which answered with a URL, time of the first]
         self.layer_requests = {}
@@ -244,9 +268,26 @@ class Emulator:
             "DeletePullThroughCacheRule": self.delete_rule,
             "BatchGetImage": self.batch_get_image,
             "GetDownloadUrlForLayer": self.get_download_url_for_layer,
+            "ValidatePullThroughCacheRule": self.validate_rule,
+            "PutRegistryPolicy": self.put_policy,
+            "GetRegistryPolicy": self.get_policy,
+            "DeleteRegistryPolicy": self.delete_policy,
+            "CreateRepositoryCreationTemplate": self.create_template,
+            "DescribeRepositoryCreationTemplates": self.describe_templates,
+            "DeleteRepositoryCreationTemplate": self.delete_template,
         }
+        region = config.get("region", "us-east-1")
         for rule in config.get("rules", []):
-            self.create_rule(rule, config.get("region", "us-east-1"))
+            self.create_rule(rule, region)
+        if "registry_policy" in config:
+            policy = config["registry_policy"]
+            self.put_policy({"policyText": policy if isinstance(policy, str) else json.dumps(policy)}, region)
+        for template in config.get("repository_creation_templates", []):
+            self.create_template(template, region)
+        for repository in config.get("repositories", []):
+            ecr_backends[DEFAULT_ACCOUNT_ID][region].create_repository(
+                repository["repositoryName"], None, None, None,
+                repository.get("imageTagMutability", "MUTABLE"), [])
 
     def __call__(self, environ, start_response):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -340,6 +381,99 @@ class Emulator:
             )
         return rule
 
+    def validate_rule(self, request, region):
+        prefix = request["ecrRepositoryPrefix"]
+        rule = self.rules.get((region, prefix))
+        if rule is None:
+            raise EcrError(
+                "PullThroughCacheRuleNotFoundException",
+                f"The pull-through cache rule with prefix '{prefix}' does not exist",
+            )
+        credential = rule.get("credentialArn", "")
+        failure = next((text for name, text in self.invalid_credentials.items()
+                        if credential and (name == credential or name in credential)), None)
+        answer = {k: v for k, v in rule.items() if k not in ("createdAt", "upstreamRegistry")}
+        answer["isValid"] = failure is None
+        if failure is not None:
+            answer["failure"] = failure
+        return answer
+
+    # --- registry policy and repository creation templates ---
+
+    def put_policy(self, request, region):
+        text = request["policyText"]
+        try:
+            policy = json.loads(text)
+            statements = policy["Statement"]
+        except (ValueError, KeyError, TypeError):
+            raise EcrError("InvalidParameterException", "Invalid parameter at 'PolicyText' failed to satisfy "
+                           "constraint: 'Invalid registry policy provided'")
+        for statement in statements if isinstance(statements, list) else [statements]:
+            actions = statement.get("Action", [])
+            for action in [actions] if isinstance(actions, str) else actions:
+                if action not in REGISTRY_POLICY_ACTIONS:
+                    raise EcrError("InvalidParameterException", f"Invalid parameter at 'PolicyText' failed to "
+                                   f"satisfy constraint: 'Invalid registry policy provided': action {action} "
+                                   f"is not supported")
+        self.policies[region] = text
+        return {"registryId": DEFAULT_ACCOUNT_ID, "policyText": text}
+
+    def get_policy(self, request, region):
+        if region not in self.policies:
+            raise EcrError("RegistryPolicyNotFoundException",
+                           f"Registry policy does not exist in the registry with id '{DEFAULT_ACCOUNT_ID}'")
+        return {"registryId": DEFAULT_ACCOUNT_ID, "policyText": self.policies[region]}
+
+    def delete_policy(self, request, region):
+        answer = self.get_policy(request, region)
+        del self.policies[region]
+        return answer
+
+    def create_template(self, request, region):
+        prefix = request["prefix"]
+        if (region, prefix) in self.templates:
+            raise EcrError("TemplateAlreadyExistsException",
+                           f"The repository creation template with prefix '{prefix}' already exists")
+        if not request.get("appliedFor"):
+            raise EcrError("InvalidParameterException", "appliedFor must have at least one entry")
+        now = datetime.now(timezone.utc).timestamp()
+        template = {
+            "prefix": prefix,
+            "encryptionConfiguration": {"encryptionType": "AES256"},
+            "imageTagMutability": "MUTABLE",
+            "resourceTags": [],
+            **{k: v for k, v in request.items() if k != "registryId"},
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        self.templates[(region, prefix)] = template
+        return {"registryId": DEFAULT_ACCOUNT_ID, "repositoryCreationTemplate": template}
+
+    def describe_templates(self, request, region):
+        wanted = request.get("prefixes")
+        templates = [t for (reg, p), t in sorted(self.templates.items()) if reg == region and (not wanted or p in wanted)]
+        start = int(request.get("nextToken") or 0)
+        size = int(request.get("maxResults") or 100)
+        answer = {"registryId": DEFAULT_ACCOUNT_ID, "repositoryCreationTemplates": templates[start:start + size]}
+        if start + size < len(templates):
+            answer["nextToken"] = str(start + size)
+        return answer
+
+    def delete_template(self, request, region):
+        template = self.templates.pop((region, request["prefix"]), None)
+        if template is None:
+            raise EcrError("TemplateNotFoundException",
+                           f"The repository creation template with prefix '{request['prefix']}' does not exist")
+        return {"registryId": DEFAULT_ACCOUNT_ID, "repositoryCreationTemplate": template}
+
+    def template_for(self, repository, region):
+        """The template that applies to a repository the cache creates: its prefix's, else ROOT's."""
+        found = [t for (reg, p), t in self.templates.items()
+                 if reg == region and "PULL_THROUGH_CACHE" in t.get("appliedFor", [])
+                 and (p == "ROOT" or repository.startswith(p.rstrip("/") + "/"))]
+        found.sort(key=lambda t: -1 if t["prefix"] == "ROOT" else len(t["prefix"]))
+        return found[-1] if found else None
+
     def rule_for(self, repository, region):
         """The rule whose prefix covers the repository, and the upstream path."""
         best = None
@@ -377,7 +511,9 @@ class Emulator:
                 # A registry policy without ecr:CreateRepository for the namespace: ECR says
                 # the repository does not exist although the rule covers it.
                 raise not_found_repository(name)
-            backend.create_repository(name, None, None, None, "MUTABLE", [])
+            template = self.template_for(name, region) or {}
+            backend.create_repository(name, None, template.get("encryptionConfiguration"), None,
+                                      template.get("imageTagMutability", "MUTABLE"), [])
         repository = backend.repositories[name]
         images, failures = [], []
         for image_id in ids:
@@ -546,7 +682,8 @@ def main(argv=None):
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--config", help="a JSON file with the keys rules, region, catalog, "
-                        "recheck_interval_seconds, denied_namespaces, pending_layer_share, "
+                        "recheck_interval_seconds, denied_namespaces, registry_policy, "
+                        "repository_creation_templates, repositories, invalid_credentials, pending_layer_share, "
                         "pending_layer_requests, pending_layer_seconds, pending_layers, layer_errors, "
                         "faults (latency_ms, throttle_share, upstream_unavailable_share, "
                         "upstream_layer_error_share, seed), described below")

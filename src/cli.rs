@@ -1,4 +1,4 @@
-//! The command line: `plan` and `warm`, their inputs, output and exit codes.
+//! The command line: `plan`, `warm` and `doctor`, their inputs, output and exit codes.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::num::NonZeroU32;
@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
 
+use crate::doctor::{self, CacheRule};
 use crate::duration;
 use crate::metrics;
 use crate::outcome::ImageOutcome;
@@ -43,6 +44,10 @@ enum Command {
     Plan(InputArgs),
     /// Pull each image through its pull-through cache and report what happened
     Warm(WarmArgs),
+    /// Check the registry's pull-through cache setup for what would make a first pull fail,
+    /// without pulling anything: credentials, registry policy, creation templates, cache
+    /// repositories; and, for the images given, whether their first pull is allowed
+    Doctor(InputArgs),
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +140,8 @@ pub enum UsageError {
     NoRegion,
     #[error(transparent)]
     Rules(#[from] RuleError),
+    #[error(transparent)]
+    Doctor(#[from] doctor::DoctorError),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -143,6 +150,7 @@ pub async fn run() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan_command(args).await,
         Command::Warm(args) => warm_command(args).await,
+        Command::Doctor(args) => doctor_command(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -235,6 +243,37 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
         0
     } else {
         EXIT_IMAGE_FAILED
+    })
+}
+
+async fn doctor_command(args: InputArgs) -> Result<u8, UsageError> {
+    // Images are optional here: the checks of the rules run without them.
+    let inputs = match args.images.is_empty() && args.images_file.is_none() {
+        true => Vec::new(),
+        false => args.read_images()?,
+    };
+    let config = args.aws_config().await?;
+    let region = config.region().map(ToString::to_string).unwrap_or_default();
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let caller = doctor::caller(&aws_sdk_sts::Client::new(&config)).await?;
+    let rules = match args.rules.is_empty() {
+        true => doctor::discover(&ecr).await?,
+        false => args.rules.iter().cloned().map(CacheRule::given).collect(),
+    };
+    let plannable = Rules::new(rules.iter().map(|r| r.rule.clone()).collect())?
+        .with_own_registry(&caller.account, &region);
+    let planned = plan_inputs(inputs, &plannable);
+    let report = doctor::run(&ecr, caller, &region, &rules, &planned).await;
+    let mut out = io::stdout().lock();
+    written(match args.output {
+        Output::Json => serde_json::to_string(&report)
+            .map_err(io::Error::from)
+            .and_then(|json| writeln!(out, "{json}")),
+        Output::Text => write_doctor_report(&mut out, &report),
+    })?;
+    Ok(match report.summary.error {
+        0 => 0,
+        _ => EXIT_IMAGE_FAILED,
     })
 }
 
@@ -445,6 +484,52 @@ fn write_warm_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The caller first, then one line per finding, with its fix beneath.
+fn write_doctor_report(out: &mut impl Write, report: &doctor::Report) -> io::Result<()> {
+    writeln!(
+        out,
+        "caller: {} (account {}), Region {}",
+        report.caller.arn, report.caller.account, report.region
+    )?;
+    writeln!(out)?;
+    let width = report
+        .findings
+        .iter()
+        .map(|finding| finding.check.name().len())
+        .max()
+        .unwrap_or(0);
+    for finding in &report.findings {
+        writeln!(
+            out,
+            "{:<7}  {:<width$}  {}: {}",
+            finding.status.name(),
+            finding.check.name(),
+            finding.subject,
+            finding.message
+        )?;
+        if let Some(fix) = &finding.fix {
+            writeln!(out, "{:<7}  {:<width$}  fix: {fix}", "", "")?;
+        }
+    }
+    let s = &report.summary;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} finding{}: {} ok, {} warning{}, {} error{}",
+        s.ok + s.warning + s.error,
+        if s.ok + s.warning + s.error == 1 {
+            ""
+        } else {
+            "s"
+        },
+        s.ok,
+        s.warning,
+        if s.warning == 1 { "" } else { "s" },
+        s.error,
+        if s.error == 1 { "" } else { "s" }
+    )
 }
 
 /// `linux/amd64 linux/arm64/v8`, a platform marked when it is not warm.

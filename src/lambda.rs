@@ -33,6 +33,9 @@ const DEFAULT_RECHECK_DELAY: Duration = Duration::from_secs(300);
 /// SQS delays a message by at most 15 minutes.
 const MAX_RECHECK_DELAY: Duration = Duration::from_secs(900);
 const DEFAULT_RECHECK_ATTEMPTS: usize = 6;
+/// How long the registry checks (`WARM_DOCTOR`) may take at init: Lambda
+/// gives the whole init 10 seconds.
+const DOCTOR_AT_INIT: Duration = Duration::from_secs(5);
 
 /// The function's settings, from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +65,9 @@ pub struct Settings {
     pub recheck_attempts: u32,
     /// `WARM_MAX_TPS`: at most this many ECR calls per second per invocation.
     pub max_tps: Option<NonZeroU32>,
+    /// `WARM_DOCTOR`: check the registry's setup once at init and log what
+    /// would make a first pull fail.
+    pub doctor: bool,
 }
 
 #[derive(Debug, Error)]
@@ -153,6 +159,12 @@ impl Settings {
                 None => None,
                 Some(_) => NonZeroU32::new(number(&var, "WARM_MAX_TPS", 1, 1..=100_000)? as u32),
             },
+            doctor: match var("WARM_DOCTOR").map(|v| v.trim().to_ascii_lowercase()) {
+                None => false,
+                Some(v) if v == "true" => true,
+                Some(v) if v == "false" => false,
+                Some(_) => return Err(invalid("WARM_DOCTOR", &var, "true or false".to_string())),
+            },
         })
     }
 }
@@ -235,6 +247,16 @@ async fn init() -> Result<Warmer, lambda_runtime::Error> {
     };
     let region = config.region().map(ToString::to_string).unwrap_or_default();
     let rules = rules.for_caller(&ecr, &region).await;
+    if settings.doctor {
+        let checks =
+            crate::doctor::log_at_init(&config, &ecr, settings.rules.as_ref(), &settings.images);
+        if tokio::time::timeout(DOCTOR_AT_INIT, checks).await.is_err() {
+            tracing::warn!(
+                limit_s = DOCTOR_AT_INIT.as_secs(),
+                "the registry checks (WARM_DOCTOR) did not finish in time; the function starts without them"
+            );
+        }
+    }
     tracing::info!(
         images = settings.images.len(),
         rules = rules.iter().count(),
@@ -1427,6 +1449,17 @@ mod tests {
             &[("WARM_IMAGES_S3_URI", "s3://config-bucket/missing.txt")],
             Arc::default(),
         )
+    }
+
+    #[test]
+    fn the_registry_checks_at_init_are_a_true_or_false_setting() {
+        let doctor = |value: &str| Settings::from_env(env(&[("WARM_DOCTOR", value)]));
+        assert!(!Settings::from_env(env(&[])).unwrap().doctor);
+        assert!(doctor("true").unwrap().doctor);
+        assert!(doctor(" TRUE ").unwrap().doctor);
+        assert!(!doctor("false").unwrap().doctor);
+        let error = doctor("yes").unwrap_err().to_string();
+        assert_eq!(error, "WARM_DOCTOR=\"yes\" is not valid: true or false");
     }
 
     #[test]

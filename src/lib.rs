@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod backoff;
 pub mod cli;
+pub mod doctor;
 pub mod duration;
 pub mod event;
 pub mod fanout;

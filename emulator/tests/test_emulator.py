@@ -431,3 +431,73 @@ def layers_of_tag(ecr, repository, tag):
         manifests.append(json.loads(child["images"][0]["imageManifest"]))
     return [digest for m in manifests for digest in
             ([m["config"]["digest"]] if "config" in m else []) + [layer["digest"] for layer in m.get("layers", [])]]
+
+
+PULL_THROUGH_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Sid": "PullThroughCache", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": ["ecr:CreateRepository", "ecr:BatchImportUpstreamImage"],
+        "Resource": "arn:aws:ecr:us-east-1:123456789012:repository/ecr-public/docker/*",
+    }],
+}
+
+
+def test_the_registry_policy_takes_pull_through_cache_actions(start):
+    ecr = start()
+    assert error_code(lambda: ecr.get_registry_policy()) == "RegistryPolicyNotFoundException"
+    text = json.dumps(PULL_THROUGH_POLICY)
+    assert ecr.put_registry_policy(policyText=text)["policyText"] == text
+    assert json.loads(ecr.get_registry_policy()["policyText"]) == PULL_THROUGH_POLICY
+    refused = dict(PULL_THROUGH_POLICY, Statement=[dict(PULL_THROUGH_POLICY["Statement"][0], Action="ecr:PutImage")])
+    assert error_code(lambda: ecr.put_registry_policy(policyText=json.dumps(refused))) == "InvalidParameterException"
+    assert error_code(lambda: ecr.put_registry_policy(policyText="{not json")) == "InvalidParameterException"
+    ecr.delete_registry_policy()
+    assert error_code(lambda: ecr.get_registry_policy()) == "RegistryPolicyNotFoundException"
+
+    configured = start(registry_policy=PULL_THROUGH_POLICY)
+    assert json.loads(configured.get_registry_policy()["policyText"]) == PULL_THROUGH_POLICY
+
+
+def test_a_rules_credential_is_validated(start):
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbC123"
+    ecr = start(rules=[dict(DOCKER_HUB, credentialArn=secret),
+                       {"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io"}],
+                invalid_credentials={"ecr-pullthroughcache/docker-hub": "the access token has expired"})
+    answer = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="docker-hub")
+    assert (answer["isValid"], answer["failure"], answer["credentialArn"]) == (
+        False, "the access token has expired", secret)
+    answer = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="quay")
+    assert answer["isValid"] is True and "failure" not in answer
+    assert answer["upstreamRegistryUrl"] == "quay.io"
+    assert error_code(lambda: ecr.validate_pull_through_cache_rule(
+        ecrRepositoryPrefix="ghcr")) == "PullThroughCacheRuleNotFoundException"
+
+
+def test_repository_creation_templates_shape_the_cache_repositories(start):
+    ecr = start(repository_creation_templates=[
+        {"prefix": "ROOT", "appliedFor": ["PULL_THROUGH_CACHE"], "imageTagMutability": "IMMUTABLE"}])
+    ecr.create_repository_creation_template(prefix="docker-hub/library", appliedFor=["REPLICATION"])
+    assert error_code(lambda: ecr.create_repository_creation_template(
+        prefix="ROOT", appliedFor=["PULL_THROUGH_CACHE"])) == "TemplateAlreadyExistsException"
+    first = ecr.describe_repository_creation_templates(maxResults=1)
+    second = ecr.describe_repository_creation_templates(maxResults=1, nextToken=first["nextToken"])
+    templates = first["repositoryCreationTemplates"] + second["repositoryCreationTemplates"]
+    assert [(t["prefix"], t["imageTagMutability"], t["appliedFor"]) for t in templates] == [
+        ("ROOT", "IMMUTABLE", ["PULL_THROUGH_CACHE"]), ("docker-hub/library", "MUTABLE", ["REPLICATION"])]
+    assert templates[1]["encryptionConfiguration"] == {"encryptionType": "AES256"}
+    # The cache creates its repository as the ROOT template says (the other is for replication).
+    pull(ecr, NGINX, "1.26")
+    assert ecr.describe_repositories(repositoryNames=[NGINX])["repositories"][0]["imageTagMutability"] == "IMMUTABLE"
+    ecr.delete_repository_creation_template(prefix="ROOT")
+    assert [t["prefix"] for t in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]] == [
+        "docker-hub/library"]
+    assert error_code(lambda: ecr.delete_repository_creation_template(prefix="ROOT")) == "TemplateNotFoundException"
+
+
+def test_repositories_at_start_keep_their_tag_mutability(start):
+    ecr = start(repositories=[{"repositoryName": "ecr-public/docker/library/redis", "imageTagMutability": "IMMUTABLE"},
+                              {"repositoryName": "docker-hub/library/redis"}])
+    found = {r["repositoryName"]: r["imageTagMutability"] for r in ecr.describe_repositories()["repositories"]}
+    assert found == {"ecr-public/docker/library/redis": "IMMUTABLE", "docker-hub/library/redis": "MUTABLE"}
