@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The warmer's main job on this machine, without an AWS account: an ECR emulator
-# with pull-through cache rules, two warms of a list, then the Lambda function
-# under cargo-lambda's runtime emulator. Stops everything it started, also when
+# with pull-through cache rules, the registry checks of doctor, two warms of a
+# list, then the Lambda function under cargo-lambda's runtime emulator. Stops everything it started, also when
 # interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,15 @@ echo "listening on $AWS_ENDPOINT_URL"
 
 step "The list (emulator/demo-images.txt)"
 cat emulator/demo-images.txt
+
+step "doctor: what in the registry's setup would make a first pull fail, before anything is pulled"
+echo "(the emulator's registry policy allows the cache only under ecr-public/docker/: one warning)"
+set +e
+"$bin" doctor -f emulator/demo-images.txt | tee "$work/doctor.txt"
+doctor=${PIPESTATUS[0]}
+set -e
+[ "$doctor" -eq 0 ] || { echo "demo: doctor found errors (exit $doctor)" >&2; exit 1; }
+grep -q " 1 warning, 0 errors" "$work/doctor.txt" || { echo "demo: doctor did not find exactly one warning" >&2; exit 1; }
 
 step "plan: where each image will be pulled through (rules read from the emulator)"
 "$bin" plan -f emulator/demo-images.txt
@@ -55,8 +64,10 @@ grep -q "registry.k8s.io/pause:3.10 pending" "$work/first.txt" || { echo "demo: 
 grep -q "5 unchanged, 0 pending, 1 failed" "$work/second.txt" || { echo "demo: the second warm did not find the 5 images warm" >&2; exit 1; }
 
 step "The Lambda function under cargo lambda watch, invoked with events/schedule.json"
+echo "(with WARM_DOCTOR=true it runs the registry checks at start and logs the warning)"
 start_function "$(function_env \
-  WARM_IMAGES=nginx:1.27,public.ecr.aws/docker/library/redis:7,registry.k8s.io/pause:3.10)"
+  WARM_IMAGES=nginx:1.27,public.ecr.aws/docker/library/redis:7,registry.k8s.io/pause:3.10 \
+  WARM_DOCTOR=true)"
 invoke events/schedule.json >"$work/schedule.out"
 python3 -m json.tool "$work/schedule.out"
 python3 - "$work/schedule.out" <<'PY'
@@ -64,5 +75,8 @@ import json, sys
 summary = json.load(open(sys.argv[1]))["summary"]
 sys.exit(0 if summary["unchanged"] == 3 else f"demo: expected 3 unchanged images, got {summary}")
 PY
+echo "The function's log at start:"
+grep -E "registry checks|registry permissions policy" "$work/watch.log" | cut -c1-400 \
+  || { echo "demo: the function did not log its registry checks" >&2; exit 1; }
 
 step "Done: everything started by the demo is being stopped"

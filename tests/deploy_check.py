@@ -33,6 +33,11 @@ ACCOUNT = "123456789012"  # moto's account
 PULL_ACTIONS = {"ecr:BatchGetImage", "ecr:BatchImportUpstreamImage", "ecr:CreateRepository",
                 "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"}
 VPC_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+# The registry checks at start (Doctor, WARM_DOCTOR): read-only; DescribeRepositories on the
+# cache prefixes beside the pull actions, the registry-level reads on *.
+DOCTOR_REPOSITORY_ACTIONS = {"ecr:DescribeRepositories"}
+DOCTOR_REGISTRY_ACTIONS = ["ecr:GetRegistryPolicy", "ecr:ValidatePullThroughCacheRule",
+                           "ecr:DescribeRepositoryCreationTemplates"]
 
 # Resource types moto's CloudFormation skips (it logs "No Moto CloudFormation support"
 # and reports the stack complete without them). The test creates those that moto has an
@@ -319,8 +324,11 @@ def check_stack(moto, name, parameters, expect):
     statements = [s for policy in inline.values() for s in policy]
     pull = [s for s in statements if PULL_ACTIONS & set(as_list(s["Action"]))]
     arns = [f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{p}" for p in expect["repositories"]]
-    check(f"{name}: the pull actions are granted on {', '.join(expect['repositories'])} only",
-          len(pull) == 1 and set(as_list(pull[0]["Action"])) == PULL_ACTIONS
+    doctor = expect["env"]["WARM_DOCTOR"] == "true"
+    check(f"{name}: the pull actions are granted on {', '.join(expect['repositories'])} only"
+          + (", with DescribeRepositories for the registry checks" if doctor else ""),
+          len(pull) == 1
+          and set(as_list(pull[0]["Action"])) == PULL_ACTIONS | (DOCTOR_REPOSITORY_ACTIONS if doctor else set())
           and sorted(as_list(pull[0]["Resource"])) == sorted(arns), pull)
     send = [s for s in statements if "sqs:SendMessage" in as_list(s["Action"])]
     check(f"{name}: the function may send (SendMessage, SendMessageBatch) to its own queue and the failed-invocation queue only",
@@ -336,8 +344,9 @@ def check_stack(moto, name, parameters, expect):
           [as_list(s["Resource"]) for s in read] == [[queue_arn]]
           and {"sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= set(as_list(read[0]["Action"])), read)
     everywhere = [a for s in statements if "*" in as_list(s["Resource"]) for a in as_list(s["Action"])]
-    check(f"{name}: only ecr:DescribePullThroughCacheRules and ecr:DescribeRegistry are granted on *",
-          everywhere == ["ecr:DescribePullThroughCacheRules", "ecr:DescribeRegistry"], everywhere)
+    on_everything = ["ecr:DescribePullThroughCacheRules", "ecr:DescribeRegistry"] + (
+        DOCTOR_REGISTRY_ACTIONS if doctor else [])
+    check(f"{name}: only {', '.join(on_everything)} are granted on *", everywhere == on_everything, everywhere)
     # moto's CloudFormation ignores ManagedPolicyArns of an AWS::IAM::Role (nothing is
     # attached): what CloudFormation would attach is read from the resolved template.
     attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]]
@@ -422,6 +431,8 @@ def check_stack(moto, name, parameters, expect):
 
 
 def main():
+    # Stopped from outside, still stop moto's server (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     binary = built_binary()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"deploy-check-moto-{os.getpid()}.log"
     moto = MotoServer(log_path)
@@ -442,7 +453,7 @@ def main():
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
                     "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "5m",
-                    "WARM_RECHECK_ATTEMPTS": "6"},
+                    "WARM_RECHECK_ATTEMPTS": "6", "WARM_DOCTOR": "true"},
         })
 
         ec2, kms, sns = moto.client("ec2"), moto.client("kms"), moto.client("sns")
@@ -465,7 +476,7 @@ def main():
             "SubnetIds": ",".join(subnets), "SecurityGroupIds": group, "AlarmTopicArn": topic,
             "CreateEcrPublicRule": "true", "CreateQuayRule": "true", "CreateK8sRule": "true",
             "CacheKmsKeyArn": key, "QueueConcurrency": "20",
-            "ImagesS3Uri": "s3://warmer-lists/lists/images.txt",
+            "ImagesS3Uri": "s3://warmer-lists/lists/images.txt", "Doctor": "false",
         }
         check_stack(moto, "warmer-full", full, {
             "code_uri": code_uri, "memory": 512, "timeout": 900, "schedule": "cron(0 3 * * ? *)",
@@ -478,7 +489,8 @@ def main():
                     "WARM_FANOUT_THRESHOLD": "200", "WARM_MESSAGE_IMAGES": "25",
                     "METRICS_NAMESPACE": "Warm/Test", "WARM_MAX_TPS": "20",
                     "WARM_PLATFORMS": "linux/amd64,linux/arm64/v8", "WARM_LAYERS": "request",
-                    "WARM_LAYER_WAIT": "90s", "WARM_RECHECK_DELAY": "15m", "WARM_RECHECK_ATTEMPTS": "3"},
+                    "WARM_LAYER_WAIT": "90s", "WARM_RECHECK_DELAY": "15m", "WARM_RECHECK_ATTEMPTS": "3",
+                    "WARM_DOCTOR": "false"},
         })
 
         # A rule that caches at the top of the registry (ROOT) needs every repository.
@@ -490,7 +502,7 @@ def main():
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
                     "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "5m",
-                    "WARM_RECHECK_ATTEMPTS": "6"},
+                    "WARM_RECHECK_ATTEMPTS": "6", "WARM_DOCTOR": "true"},
         })
         ok = True
     finally:

@@ -63,13 +63,17 @@ settings = {"WARM_IMAGES": "Images", "WARM_RULES": "Rules", "WARM_CONCURRENCY": 
             "WARM_FANOUT_THRESHOLD": "FanoutThreshold", "WARM_MESSAGE_IMAGES": "MessageImages",
             "METRICS_NAMESPACE": "MetricsNamespace", "WARM_MAX_TPS": "MaxTps", "WARM_IMAGES_S3_URI": "ImagesS3Uri",
             "WARM_PLATFORMS": "Platforms", "WARM_LAYERS": "Layers", "WARM_LAYER_WAIT": "LayerWait",
-            "WARM_RECHECK_DELAY": "RecheckDelay", "WARM_RECHECK_ATTEMPTS": "RecheckAttempts"}
+            "WARM_RECHECK_DELAY": "RecheckDelay", "WARM_RECHECK_ATTEMPTS": "RecheckAttempts",
+            "WARM_DOCTOR": "Doctor"}
 check("the function gets every setting from its parameter, and the queue's URL",
       env == {**{var: {"Ref": p} for var, p in settings.items()}, "WARM_QUEUE_URL": {"Ref": "WarmQueue"}})
 check("the settings' defaults: every platform, layers verified, 2m layer wait, re-checks after 5m, 6 times, no TPS cap",
       tuple(str(parameters.get(p, {}).get("Default")) for p in
             ("Platforms", "Layers", "LayerWait", "RecheckDelay", "RecheckAttempts", "MaxTps"))
       == ("", "verify", "2m", "5m", "6", ""))
+check("the registry checks at start (Doctor) are on by default, true or false",
+      parameters.get("Doctor", {}).get("Default") == "true"
+      and parameters["Doctor"].get("AllowedValues") == ["true", "false"])
 check("function name, queue URL, dead-letter and failed-invocation queue URLs are outputs",
       {"FunctionName", "QueueUrl", "DeadLetterQueueUrl", "FailedInvocationQueueUrl"} <= set(template["Outputs"]))
 
@@ -140,7 +144,13 @@ cases = {
     "a ROOT prefix": ({"CachePrefixes": "docker-hub,ROOT"}, [f"{repository_arn}*"]),
     "an images object": ({"ImagesS3Uri": "s3://lists/warm/images.txt"},
                          [f"{repository_arn}{p}/*" for p in prefixes["Default"].split(",")]),
+    "no registry checks": ({"Doctor": "false"}, [f"{repository_arn}{p}/*" for p in prefixes["Default"].split(",")]),
 }
+# WARM_DOCTOR's read-only calls: DescribeRepositories on the cache prefixes, the registry-level
+# ones on * (they take no resource).
+doctor_repository_actions = {"ecr:DescribeRepositories"}
+doctor_registry_actions = {"ecr:GetRegistryPolicy", "ecr:ValidatePullThroughCacheRule",
+                           "ecr:DescribeRepositoryCreationTemplates"}
 for case, (values, expected_arns) in cases.items():
     cfn = to_cloudformation(template, values)
     created = resources_of(cfn, values)
@@ -156,13 +166,19 @@ for case, (values, expected_arns) in cases.items():
           function_role and (vpc_arn in function_role.get("ManagedPolicyArns", [])) == (values is vpc))
     statements = [s for policy in function_role.get("Policies", [])
                   for s in policy["PolicyDocument"]["Statement"]]
+    doctor = values.get("Doctor", parameters["Doctor"]["Default"]) == "true"
     granted = set()
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resource = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         if repository_actions & set(actions):
-            check(f"{case}: {statement['Sid']}: the pull actions on {', '.join(r.rsplit(':', 1)[-1] for r in resource)} only",
-                  sorted(resource) == sorted(expected_arns) and set(actions) == repository_actions)
+            check(f"{case}: {statement['Sid']}: the pull actions on {', '.join(r.rsplit(':', 1)[-1] for r in resource)} only"
+                  + (", and DescribeRepositories for the registry checks" if doctor else ""),
+                  sorted(resource) == sorted(expected_arns)
+                  and set(actions) == repository_actions | (doctor_repository_actions if doctor else set()))
+        if doctor_registry_actions & set(actions):
+            check(f"{case}: {statement['Sid']}: the registry checks' registry-level reads, on * (they take no resource)",
+                  doctor and set(actions) == doctor_registry_actions and resource == ["*"])
         if "sqs:SendMessage" in actions:
             check(f"{case}: {statement['Sid']}: sends (SendMessage, which also allows SendMessageBatch) to the function's own queue or its failed-invocation queue only",
                   resource in (["<WarmQueue.Arn>"], ["<FailedInvocationQueue.Arn>"]))
@@ -174,7 +190,8 @@ for case, (values, expected_arns) in cases.items():
           granted == repository_actions | {"ecr:DescribePullThroughCacheRules", "ecr:DescribeRegistry", "sqs:SendMessage",
                                            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                                            "logs:CreateLogStream", "logs:PutLogEvents"}
-          | ({"s3:GetObject"} if values.get("ImagesS3Uri") else set()))
+          | ({"s3:GetObject"} if values.get("ImagesS3Uri") else set())
+          | (doctor_repository_actions | doctor_registry_actions if doctor else set()))
 
 for name, ok in results:
     print(("ok   " if ok else "FAIL ") + name)
