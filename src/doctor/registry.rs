@@ -210,3 +210,79 @@ fn mutability(value: Option<&ImageTagMutability>) -> String {
         .map_or("MUTABLE", ImageTagMutability::as_str)
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecr::operation::describe_repositories::{
+        DescribeRepositoriesError, DescribeRepositoriesOutput,
+    };
+    use aws_sdk_ecr::types::Repository as EcrRepository;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    use super::*;
+    use crate::rules::Rules;
+
+    #[tokio::test]
+    async fn a_refused_listing_falls_back_to_the_images_repositories_by_name() {
+        let listing = mock!(aws_sdk_ecr::Client::describe_repositories)
+            .match_requests(|req| req.repository_names().is_empty())
+            .then_error(|| {
+                DescribeRepositoriesError::generic(
+                    aws_sdk_ecr::error::ErrorMetadata::builder()
+                        .code("AccessDeniedException")
+                        .message(
+                            "not authorized to perform: ecr:DescribeRepositories on resource: *",
+                        )
+                        .build(),
+                )
+            });
+        let nginx = mock!(aws_sdk_ecr::Client::describe_repositories)
+            .match_requests(|req| req.repository_names() == ["docker-hub/library/nginx"])
+            .then_output(|| {
+                DescribeRepositoriesOutput::builder()
+                    .repositories(
+                        EcrRepository::builder()
+                            .repository_name("docker-hub/library/nginx")
+                            .image_tag_mutability(ImageTagMutability::Immutable)
+                            .build(),
+                    )
+                    .build()
+            });
+        let missing = mock!(aws_sdk_ecr::Client::describe_repositories)
+            .match_requests(|req| req.repository_names() == ["docker-hub/library/redis"])
+            .then_error(|| {
+                DescribeRepositoriesError::generic(
+                    aws_sdk_ecr::error::ErrorMetadata::builder()
+                        .code("RepositoryNotFoundException")
+                        .build(),
+                )
+            });
+        let ecr = mock_client!(
+            aws_sdk_ecr,
+            RuleMode::MatchAny,
+            [&listing, &nginx, &missing]
+        );
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
+        let images = crate::plan::plan(
+            &["nginx:1.27".into(), "nginx:1.26".into(), "redis:7".into()],
+            &rules,
+        );
+        let found = repositories(&ecr, &images).await;
+        assert_eq!(
+            found.known,
+            [Repository {
+                name: "docker-hub/library/nginx".into(),
+                tag_mutability: "IMMUTABLE".into()
+            }]
+        );
+        assert!(found
+            .listing_error
+            .unwrap()
+            .starts_with("AccessDeniedException: not authorized"));
+        assert_eq!(
+            (listing.num_calls(), nginx.num_calls(), missing.num_calls()),
+            (1, 1, 1),
+            "each repository described once"
+        );
+    }
+}
