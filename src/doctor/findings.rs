@@ -22,20 +22,20 @@ pub fn judge(
         region,
         account,
     };
-    let policy = match &facts.policy {
-        Ok(Some(text)) => Some(Policy::parse(text)),
-        _ => None,
-    };
     let prefixes: Vec<&str> = rules.iter().map(|r| r.rule.ecr_prefix()).collect();
     let mut findings = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         let prefix = rule.rule.ecr_prefix();
         let validation = facts.validations.get(i).and_then(Option::as_ref);
         findings.push(credential(rule, validation));
-        match (&facts.policy, &policy) {
-            (Err(error), _) => findings.push(unreadable_policy(prefix, error)),
-            (Ok(None), _) => findings.push(no_policy(prefix)),
-            (Ok(Some(_)), Some(Err(error))) => findings.push(Finding {
+        match facts
+            .policy
+            .as_ref()
+            .map(|text| text.as_deref().map(Policy::parse))
+        {
+            Err(error) => findings.push(unreadable_policy(prefix, error)),
+            Ok(None) => findings.push(no_policy(prefix)),
+            Ok(Some(Err(error))) => findings.push(Finding {
                 check: Check::RegistryPolicy,
                 status: Status::Error,
                 subject: prefix.to_string(),
@@ -46,7 +46,7 @@ pub fn judge(
                         .to_string(),
                 ),
             }),
-            (Ok(Some(_)), Some(Ok(policy))) => {
+            Ok(Some(Ok(policy))) => {
                 let judgement = policy.judge_prefix(prefix, &scope);
                 findings.push(policy_finding(prefix, &judgement, &scope));
                 let mine = images.iter().filter(|image| {
@@ -56,10 +56,9 @@ pub fn judge(
                         .is_some_and(|target| target.rule_prefix == prefix)
                 });
                 findings.extend(mine.filter_map(|image| {
-                    image_finding(image, policy, &judgement, &facts.repositories, &scope)
+                    image_finding(image, &policy, &judgement, &facts.repositories, &scope)
                 }));
             }
-            (Ok(Some(_)), None) => unreachable!("a policy's text is always parsed"),
         }
         findings.push(template(prefix, &facts.templates));
         findings.extend(repositories(prefix, &prefixes, &facts.repositories, images));
@@ -87,7 +86,7 @@ fn credential(rule: &CacheRule, validation: Option<&Fetched<Validation>>) -> Fin
         message,
         fix,
     };
-    let arn = match (&rule.credential, validation) {
+    let (arn, failure) = match (&rule.credential, validation) {
         (Credential::Unknown, _) => {
             return finding(
                 Status::Ok,
@@ -109,33 +108,32 @@ fn credential(rule: &CacheRule, validation: Option<&Fetched<Validation>>) -> Fin
                 None,
             )
         }
-        (Credential::Given { arn }, Some(validation)) => match validation {
-            Ok(validation) if validation.valid => {
-                return finding(
-                    Status::Ok,
-                    format!("ECR validated the credential of rule {}: {arn}", rule.rule),
-                    None,
-                )
-            }
-            Ok(validation) => (arn, validation.failure.as_deref().unwrap_or("not valid")),
-            Err(error) => {
-                return finding(
-                    Status::Warning,
-                    format!(
-                        "could not validate the credential of rule {}: {error}",
-                        rule.rule
-                    ),
-                    Some(
-                        "allow this caller ecr:ValidatePullThroughCacheRule, or validate it \
-                         yourself: aws ecr validate-pull-through-cache-rule \
-                         --ecr-repository-prefix PREFIX"
-                            .to_string(),
-                    ),
-                )
-            }
-        },
+        (Credential::Given { .. }, Some(Err(error))) => {
+            return finding(
+                Status::Warning,
+                format!(
+                    "could not validate the credential of rule {}: {error}",
+                    rule.rule
+                ),
+                Some(
+                    "allow this caller ecr:ValidatePullThroughCacheRule, or validate it \
+                     yourself: aws ecr validate-pull-through-cache-rule \
+                     --ecr-repository-prefix PREFIX"
+                        .to_string(),
+                ),
+            )
+        }
+        (Credential::Given { arn }, Some(Ok(validation))) if validation.valid => {
+            return finding(
+                Status::Ok,
+                format!("ECR validated the credential of rule {}: {arn}", rule.rule),
+                None,
+            )
+        }
+        (Credential::Given { arn }, Some(Ok(validation))) => {
+            (arn, validation.failure.as_deref().unwrap_or("not valid"))
+        }
     };
-    let (arn, failure) = arn;
     let prefix = rule.rule.ecr_prefix();
     match secret_name(arn) {
         Some(name) => {
