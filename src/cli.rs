@@ -13,9 +13,10 @@ use thiserror::Error;
 
 use crate::doctor::{self, CacheRule};
 use crate::duration;
+use crate::ecs;
 use crate::metrics;
 use crate::outcome::ImageOutcome;
-use crate::plan::{self, ListEntry, PlannedImage};
+use crate::plan::{self, ListEntry, PlannedImage, Source};
 use crate::rules::{Rule, RuleError, Rules};
 use crate::warm::{self, LayerMode, Platform, Report, WarmOptions};
 
@@ -41,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the cache repository each image maps to, without pulling anything
-    Plan(InputArgs),
+    Plan(PlanArgs),
     /// Pull each image through its pull-through cache and report what happened
     Warm(WarmArgs),
     /// Check the registry's pull-through cache setup for what would make a first pull fail,
@@ -51,9 +52,21 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    input: InputArgs,
+
+    #[command(flatten)]
+    ecs: EcsArgs,
+}
+
+#[derive(Debug, Args)]
 struct WarmArgs {
     #[command(flatten)]
     input: InputArgs,
+
+    #[command(flatten)]
+    ecs: EcsArgs,
 
     /// Cache repositories warmed at once
     #[arg(long, env = "WARM_CONCURRENCY", default_value_t = 16,
@@ -117,6 +130,39 @@ struct InputArgs {
     region: Option<String>,
 }
 
+/// The images that ECS runs, added to the list.
+#[derive(Debug, Args)]
+struct EcsArgs {
+    /// Also the images of the task definitions that the account's ECS services deploy, in every
+    /// cluster; with =families, also the latest ACTIVE revision of every task definition family.
+    /// Only images that ECS pulls through a pull-through cache are warmed; plan lists the others
+    /// with the reason
+    #[arg(long, value_enum, value_name = "WHAT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "services")]
+    from_ecs: Option<EcsScope>,
+
+    /// Only the services of this ECS cluster (name or ARN). Repeatable
+    #[arg(long = "ecs-cluster", value_name = "NAME", requires = "from_ecs")]
+    ecs_clusters: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EcsScope {
+    /// The task definitions of the services' deployments
+    Services,
+    /// Those, and the latest ACTIVE revision of every family
+    Families,
+}
+
+impl EcsArgs {
+    fn scope(&self) -> Option<ecs::Scope> {
+        self.from_ecs.map(|what| ecs::Scope {
+            families: what == EcsScope::Families,
+            clusters: self.ecs_clusters.clone(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
@@ -142,6 +188,8 @@ pub enum UsageError {
     Rules(#[from] RuleError),
     #[error(transparent)]
     Doctor(#[from] doctor::DoctorError),
+    #[error(transparent)]
+    Ecs(#[from] ecs::EcsError),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -161,15 +209,20 @@ pub async fn run() -> ExitCode {
     }
 }
 
-async fn plan_command(args: InputArgs) -> Result<u8, UsageError> {
-    let inputs = args.read_images()?;
-    // With --rule, plan is offline: no AWS configuration is even loaded.
-    let config = match args.rules.is_empty() {
+async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
+    let scope = args.ecs.scope();
+    let args = args.input;
+    let inputs = args.read_images_or_ecs(scope.is_some())?;
+    // With --rule and without --from-ecs, plan is offline: no AWS configuration is even loaded.
+    let config = match args.rules.is_empty() || scope.is_some() {
         true => Some(args.aws_config().await?),
         false => None,
     };
     let rules = args.rules(config.as_ref()).await?;
-    let planned = plan_inputs(inputs, &rules);
+    let mut planned = plan_inputs(inputs, &rules);
+    if let (Some(scope), Some(config)) = (&scope, &config) {
+        planned.extend(ecs_images(config, scope, &rules, &planned, None).await?);
+    }
     let mut out = io::stdout().lock();
     written(match args.output {
         Output::Json => planned.iter().try_for_each(|image| {
@@ -178,16 +231,29 @@ async fn plan_command(args: InputArgs) -> Result<u8, UsageError> {
         }),
         Output::Text => write_plan_table(&mut out, &planned),
     })?;
-    Ok(if planned.iter().all(PlannedImage::is_ready) {
-        0
-    } else {
-        EXIT_IMAGE_FAILED
+    Ok(match planned.iter().any(PlannedImage::is_failure) {
+        false => 0,
+        true => EXIT_IMAGE_FAILED,
     })
+}
+
+/// The images that ECS runs, planned after the list's, within the deadline.
+async fn ecs_images(
+    config: &SdkConfig,
+    scope: &ecs::Scope,
+    rules: &Rules,
+    listed: &[PlannedImage],
+    deadline: Option<Instant>,
+) -> Result<Vec<PlannedImage>, UsageError> {
+    let client = aws_sdk_ecs::Client::new(config);
+    let discovered = ecs::discover(&client, scope, deadline).await?;
+    Ok(ecs::plan(discovered, rules, listed))
 }
 
 async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     let started = Instant::now();
-    let inputs = args.input.read_images()?;
+    let scope = args.ecs.scope();
+    let inputs = args.input.read_images_or_ecs(scope.is_some())?;
     // A metrics file that cannot be written is found before anything is pulled.
     let emf = args
         .emf
@@ -203,13 +269,21 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
         .transpose()?;
     let config = args.input.aws_config().await?;
     let rules = args.input.rules(Some(&config)).await?;
-    let planned = plan_inputs(inputs, &rules);
+    let mut planned = plan_inputs(inputs, &rules);
+    // A timeout too long to represent is no timeout.
+    let deadline = args
+        .timeout
+        .and_then(|timeout| started.checked_add(timeout));
+    if let Some(scope) = &scope {
+        planned.extend(ecs_images(&config, scope, &rules, &planned, deadline).await?);
+    }
+    // What ECS pulls without a cache is reported, not warmed.
+    let (planned, not_warmed): (Vec<PlannedImage>, Vec<PlannedImage>) = planned
+        .into_iter()
+        .partition(|image| image.not_warmed.is_none());
     let options = WarmOptions {
         concurrency: usize::from(args.concurrency),
-        // A timeout too long to represent is no timeout.
-        deadline: args
-            .timeout
-            .and_then(|timeout| started.checked_add(timeout)),
+        deadline,
         platforms: args.platforms,
         layers: args.layers,
         layer_wait: args.layer_wait,
@@ -234,10 +308,10 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     }
     let mut out = io::stdout().lock();
     written(match args.input.output {
-        Output::Json => serde_json::to_string(&report)
+        Output::Json => warm_document(&report, &not_warmed)
             .map_err(io::Error::from)
             .and_then(|json| writeln!(out, "{json}")),
-        Output::Text => write_warm_report(&mut out, &report),
+        Output::Text => write_warm_report(&mut out, &report, &not_warmed),
     })?;
     Ok(if report.all_warm() {
         0
@@ -277,6 +351,20 @@ async fn doctor_command(args: InputArgs) -> Result<u8, UsageError> {
     })
 }
 
+/// The warm document, with the images that ECS pulls without a cache
+/// (`not_warmed`, as `plan` records them) when there are any.
+fn warm_document(
+    report: &Report,
+    not_warmed: &[PlannedImage],
+) -> serde_json::Result<serde_json::Value> {
+    let mut document = serde_json::to_value(report)?;
+    if !not_warmed.is_empty() {
+        let records: Vec<_> = not_warmed.iter().map(PlannedImage::record).collect();
+        document["not_warmed"] = serde_json::to_value(records)?;
+    }
+    Ok(document)
+}
+
 fn parse_platform(text: &str) -> Result<Platform, String> {
     text.parse()
         .map_err(|error: warm::platform::PlatformError| error.to_string())
@@ -308,9 +396,25 @@ fn written(result: io::Result<()>) -> Result<(), UsageError> {
 }
 
 impl InputArgs {
+    /// The references given, which may be none when ECS adds its images.
+    fn read_images_or_ecs(&self, from_ecs: bool) -> Result<Vec<ListEntry>, UsageError> {
+        match from_ecs {
+            true => self.read_entries(),
+            false => self.read_images(),
+        }
+    }
+
     /// The references from the arguments and the images file, in that order;
     /// a line of the file that cannot be read is its own error.
     fn read_images(&self) -> Result<Vec<ListEntry>, UsageError> {
+        let inputs = self.read_entries()?;
+        if inputs.is_empty() {
+            return Err(UsageError::NoImages);
+        }
+        Ok(inputs)
+    }
+
+    fn read_entries(&self) -> Result<Vec<ListEntry>, UsageError> {
         let mut inputs: Vec<ListEntry> = self
             .images
             .iter()
@@ -329,9 +433,6 @@ impl InputArgs {
                 std::fs::read(path).map_err(read_error)?
             };
             inputs.extend(plan::read_list_bytes(&bytes));
-        }
-        if inputs.is_empty() {
-            return Err(UsageError::NoImages);
         }
         Ok(inputs)
     }
@@ -391,6 +492,12 @@ fn write_plan_table(out: &mut impl Write, planned: &[PlannedImage]) -> io::Resul
                         version,
                         target.rule.clone(),
                     ],
+                    (None, _) if image.not_warmed.is_some() => [
+                        image.input.clone(),
+                        "-".to_string(),
+                        version,
+                        format!("not warmed: {}", image.not_warmed.as_deref().unwrap_or("")),
+                    ],
                     (None, error) => [
                         image.input.clone(),
                         "-".to_string(),
@@ -400,14 +507,40 @@ fn write_plan_table(out: &mut impl Write, planned: &[PlannedImage]) -> io::Resul
                 }
             })
             .collect();
-    write_table(
-        out,
-        ["IMAGE", "CACHE REPOSITORY", "TAG/DIGEST", "RULE"],
-        &rows,
-    )
+    let header = ["IMAGE", "CACHE REPOSITORY", "TAG/DIGEST", "RULE"];
+    let sources = planned.iter().map(|image| &image.source);
+    write_table_with_sources(out, header, rows, sources)
 }
 
-fn write_warm_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
+/// The table, with a SOURCE column when some image did not come from the list.
+fn write_table_with_sources<'a, const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: Vec<[String; N]>,
+    sources: impl Iterator<Item = &'a Source> + Clone,
+) -> io::Result<()> {
+    if sources.clone().all(|source| *source == Source::List) {
+        return write_table(out, header, &rows);
+    }
+    let with_source = |cells: [String; N], source: String| -> Vec<String> {
+        let mut row = Vec::from(cells);
+        row.insert(1, source);
+        row
+    };
+    let header = with_source(header.map(str::to_string), "SOURCE".to_string());
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .zip(sources)
+        .map(|(row, source)| with_source(row, source.to_string()))
+        .collect();
+    write_rows(out, &header, &rows)
+}
+
+fn write_warm_report(
+    out: &mut impl Write,
+    report: &Report,
+    not_warmed: &[PlannedImage],
+) -> io::Result<()> {
     let rows: Vec<[String; 6]> = report
         .images
         .iter()
@@ -428,18 +561,16 @@ fn write_warm_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
             ]
         })
         .collect();
-    write_table(
-        out,
-        [
-            "IMAGE",
-            "STATUS",
-            "CACHE REPOSITORY",
-            "TAG DIGEST",
-            "PLATFORMS",
-            "LAYERS CACHED",
-        ],
-        &rows,
-    )?;
+    let header = [
+        "IMAGE",
+        "STATUS",
+        "CACHE REPOSITORY",
+        "TAG DIGEST",
+        "PLATFORMS",
+        "LAYERS CACHED",
+    ];
+    let sources = report.images.iter().map(|image| &image.source);
+    write_table_with_sources(out, header, rows, sources)?;
 
     let troubled = report.images.iter().filter(|image| !image.status.is_warm());
     for image in troubled {
@@ -481,6 +612,16 @@ fn write_warm_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
             out,
             "{} distinct blobs: {} cached on ECR's storage, {} pending, {} failed",
             layers.total, layers.cached, layers.pending, layers.failed
+        )?;
+    }
+    if !not_warmed.is_empty() {
+        writeln!(
+            out,
+            "{} image{} that ECS runs not warmed: ECS pulls {} without a pull-through cache \
+             (plan --from-ecs says why for each)",
+            not_warmed.len(),
+            if not_warmed.len() == 1 { "" } else { "s" },
+            if not_warmed.len() == 1 { "it" } else { "them" },
         )?;
     }
     Ok(())
@@ -582,17 +723,26 @@ fn write_table<const N: usize>(
     header: [&str; N],
     rows: &[[String; N]],
 ) -> io::Result<()> {
-    let mut widths = header.map(str::len);
+    let rows: Vec<&[String]> = rows.iter().map(|row| row.as_slice()).collect();
+    write_rows(out, &header.map(str::to_string), &rows)
+}
+
+fn write_rows<R: AsRef<[String]>>(
+    out: &mut impl Write,
+    header: &[String],
+    rows: &[R],
+) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
     for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
+        for (width, cell) in widths.iter_mut().zip(row.as_ref()) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let header = header.map(str::to_string);
-    for row in std::iter::once(&header).chain(rows) {
+    let rows = rows.iter().map(|row| row.as_ref());
+    for row in std::iter::once(header).chain(rows) {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            if i + 1 == N {
+            if i + 1 == row.len() {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<width$}  ", width = widths[i]));

@@ -1,5 +1,6 @@
 //! The events that start a warm: an EventBridge schedule, a direct invocation
-//! (or EventBridge Scheduler input), or a batch of SQS messages.
+//! (or EventBridge Scheduler input), a batch of SQS messages, or an event of
+//! ECS ([`crate::ecs::events`]).
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::SqsEvent;
@@ -7,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::ecs::events::{self as ecs_events, EcsEvent};
 use crate::plan::read_list;
 
 const SCHEDULED_EVENT: &str = "Scheduled Event";
@@ -21,6 +23,8 @@ pub enum Trigger {
     Direct { images: Option<Vec<String>> },
     /// SQS messages, each with the references of its body.
     Sqs(Vec<Message>),
+    /// An EventBridge event from ECS.
+    Ecs(EcsEvent),
 }
 
 /// One SQS message and what its body holds.
@@ -45,7 +49,7 @@ struct ImagesRequest {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EventError {
-    #[error("unsupported EventBridge event {0:?}: only \"Scheduled Event\" starts a warm")]
+    #[error("unsupported EventBridge event {0:?}: only \"Scheduled Event\" and events from ECS (aws.ecs) start a warm")]
     DetailType(String),
     #[error("cannot read the {kind} event: {reason}. Send {{\"images\": [\"nginx:1.27\", ...]}}, or {{}} for the configured list")]
     Shape { kind: &'static str, reason: String },
@@ -64,6 +68,14 @@ pub fn decode(payload: Value) -> Result<Trigger, EventError> {
                 kind: "EventBridge",
                 reason: error.to_string(),
             })?;
+        if event.source == ecs_events::SOURCE {
+            return ecs_events::decode(&event.detail_type, event.detail)
+                .map(Trigger::Ecs)
+                .map_err(|reason| EventError::Shape {
+                    kind: "ECS",
+                    reason,
+                });
+        }
         if event.detail_type != SCHEDULED_EVENT {
             return Err(EventError::DetailType(event.detail_type));
         }
@@ -197,6 +209,35 @@ mod tests {
             Err(EventError::DetailType(
                 "EC2 Instance State-change Notification".into()
             ))
+        );
+    }
+
+    #[test]
+    fn ecs_events_are_decoded_and_others_of_ecs_ignored() {
+        let sample = |name: &str| -> Value {
+            let path = format!("{}/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        assert!(matches!(
+            decode(sample("ecs-register-task-definition")),
+            Ok(Trigger::Ecs(EcsEvent::Registered { .. }))
+        ));
+        assert!(matches!(
+            decode(sample("ecs-task-stopped-cannot-pull")),
+            Ok(Trigger::Ecs(EcsEvent::PullFailed { .. }))
+        ));
+        let deployment = json!({"detail-type": "ECS Deployment State Change", "source": "aws.ecs",
+            "detail": {"eventName": "SERVICE_DEPLOYMENT_COMPLETED"}});
+        assert!(matches!(
+            decode(deployment),
+            Ok(Trigger::Ecs(EcsEvent::Ignored(_)))
+        ));
+        let mut broken = sample("ecs-register-task-definition");
+        broken["detail"]["eventName"] = json!(7);
+        let error = decode(broken).unwrap_err().to_string();
+        assert!(
+            error.starts_with("cannot read the ECS event: the CloudTrail record"),
+            "{error}"
         );
     }
 

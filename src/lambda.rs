@@ -1,5 +1,5 @@
-//! The AWS Lambda function: one handler for schedules, direct invocations and
-//! SQS batches. Settings are read and checked once at init, and the SDK
+//! The AWS Lambda function: one handler for schedules, direct invocations,
+//! SQS batches and ECS events. Settings are read and checked once at init, and the SDK
 //! clients are built once; every invocation warms before its own deadline.
 
 use std::num::NonZeroU32;
@@ -11,11 +11,12 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::duration;
+use crate::ecs::{self, events::EcsEvent, Discovered};
 use crate::event::{self, Message, Trigger};
 use crate::fanout::{self, Delivery};
 use crate::metrics;
 use crate::outcome::{Failure, FailureContext, ImageOutcome, Status};
-use crate::plan::{self, ListEntry, PlannedImage};
+use crate::plan::{self, ListEntry, PlannedImage, Source};
 use crate::rules::{RuleError, Rules};
 use crate::s3::ObjectUri;
 use crate::warm::{self, platform, LayerMode, Platform, Report, WarmOptions};
@@ -68,6 +69,9 @@ pub struct Settings {
     /// `WARM_DOCTOR`: check the registry's setup once at init and log what
     /// would make a first pull fail.
     pub doctor: bool,
+    /// `WARM_FROM_ECS` and `WARM_ECS_CLUSTERS`: the configured list also holds
+    /// the images that ECS runs.
+    pub ecs: Option<ecs::Scope>,
 }
 
 #[derive(Debug, Error)]
@@ -165,7 +169,41 @@ impl Settings {
                 Some(v) if v == "false" => false,
                 Some(_) => return Err(invalid("WARM_DOCTOR", &var, "true or false".to_string())),
             },
+            ecs: ecs_scope(&var)?,
         })
+    }
+}
+
+/// `WARM_FROM_ECS`: `true` (or `services`) for the task definitions of the
+/// services' deployments, `families` for those and every family's latest
+/// revision; `WARM_ECS_CLUSTERS` limits the clusters.
+fn ecs_scope(var: &impl Fn(&str) -> Option<String>) -> Result<Option<ecs::Scope>, SettingsError> {
+    let families = match var("WARM_FROM_ECS").map(|v| v.trim().to_ascii_lowercase()) {
+        None => None,
+        Some(v) if v == "false" => None,
+        Some(v) if v == "true" || v == "services" => Some(false),
+        Some(v) if v == "families" => Some(true),
+        Some(_) => {
+            return Err(invalid(
+                "WARM_FROM_ECS",
+                var,
+                "true (the task definitions of the services), families (those and the latest \
+                 revision of every family) or false"
+                    .to_string(),
+            ))
+        }
+    };
+    let clusters = var("WARM_ECS_CLUSTERS").map_or_else(Vec::new, |list| plan::read_list(&list));
+    match families {
+        Some(families) => Ok(Some(ecs::Scope { families, clusters })),
+        None if clusters.is_empty() => Ok(None),
+        None => Err(invalid(
+            "WARM_ECS_CLUSTERS",
+            var,
+            "no clusters while WARM_FROM_ECS is off: set WARM_FROM_ECS=true, or leave \
+             WARM_ECS_CLUSTERS empty"
+                .to_string(),
+        )),
     }
 }
 
@@ -223,6 +261,7 @@ pub struct Warmer {
     pub ecr: aws_sdk_ecr::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
+    pub ecs: aws_sdk_ecs::Client,
     /// The first backoff of retried calls.
     pub backoff: Duration,
 }
@@ -266,6 +305,7 @@ async fn init() -> Result<Warmer, lambda_runtime::Error> {
         sqs: crate::aws::engine_sqs(&config),
         ecr: crate::aws::engine_ecr(&config),
         s3: aws_sdk_s3::Client::new(&config),
+        ecs: aws_sdk_ecs::Client::new(&config),
         settings,
         rules,
         backoff: WarmOptions::default().backoff,
@@ -289,6 +329,7 @@ pub async fn handle(
             let response = warm_messages(warmer, &messages, budget).await;
             Ok(serde_json::to_value(response)?)
         }
+        Trigger::Ecs(event) => warm_ecs_event(warmer, event, budget).await,
     }
 }
 
@@ -372,24 +413,43 @@ async fn warm_list(
             }
         }
     }
-    if inputs.is_empty() {
+    let mut discovered = Vec::new();
+    let mut ecs_error = None;
+    if let (true, Some(scope)) = (configured, &settings.ecs) {
+        match ecs::discover(&warmer.ecs, scope, budget.warm_by).await {
+            Ok(found) => discovered = found,
+            Err(error) => {
+                // The rest of the list is still warmed; the alarm sees the lost listing.
+                tracing::error!(%error, "the images that ECS runs cannot be listed");
+                lost.ecs_unreadable += 1;
+                ecs_error = Some(error.to_string());
+            }
+        }
+    }
+    // With WARM_FROM_ECS, an account that runs nothing is nothing to warm, not an error.
+    let listed_ecs = configured && settings.ecs.is_some() && ecs_error.is_none();
+    if inputs.is_empty() && !listed_ecs {
         lost.publish(warmer);
         return Err(list_error
+            .or(ecs_error)
             .unwrap_or_else(|| {
-                "no images to warm: set WARM_IMAGES, WARM_IMAGES_FILE or WARM_IMAGES_S3_URI, or \
-                 send {\"images\": [...]}"
+                "no images to warm: set WARM_IMAGES, WARM_IMAGES_FILE, WARM_IMAGES_S3_URI or \
+                 WARM_FROM_ECS, or send {\"images\": [...]}"
                     .to_string()
             })
             .into());
     }
-    let planned: Vec<PlannedImage> = inputs
+    let mut planned: Vec<PlannedImage> = inputs
         .into_iter()
         .map(|input| input.plan(&warmer.rules))
         .collect();
+    planned.extend(ecs::plan(discovered, &warmer.rules, &planned));
+    let (planned, not_warmed) = not_warmed_apart(planned);
     if let Some(queue_url) = &settings.queue_url {
         if planned.len() > settings.fanout_threshold {
             let mut response = fan_out(warmer, queue_url, &planned, budget.send_by, lost).await;
             response["list_error"] = json!(list_error);
+            add_ecs_findings(&mut response, &not_warmed, ecs_error);
             return Ok(response);
         }
     }
@@ -398,6 +458,7 @@ async fn warm_list(
     if list_error.is_some() {
         response["list_error"] = json!(list_error);
     }
+    add_ecs_findings(&mut response, &not_warmed, ecs_error);
     let send_by = budget.send_by;
     let inputs_with = |status: Status| -> Vec<String> {
         report
@@ -413,24 +474,117 @@ async fn warm_list(
         lost.not_enqueued += enqueued.failed_images.len();
         response["enqueued"] = serde_json::to_value(enqueued)?;
     }
-    let pending = inputs_with(Status::Pending);
-    if !pending.is_empty() {
-        match &settings.queue_url {
-            Some(queue_url) => {
-                let delivery = Delivery {
-                    delay: settings.recheck_delay,
-                    recheck: 1,
-                };
-                let enqueued = enqueue(warmer, queue_url, &pending, delivery, send_by).await;
-                lost.not_enqueued += enqueued.failed_images.len();
-                response["rechecks"] = serde_json::to_value(enqueued)?;
-            }
-            None => tracing::warn!(
-                images = pending.len(),
-                "pending images are not checked again by themselves: WARM_QUEUE_URL is not set"
-            ),
-        }
+    recheck_pending(warmer, &report, send_by, &mut lost, &mut response).await?;
+    publish(warmer, &report);
+    lost.publish(warmer);
+    Ok(response)
+}
+
+/// Sends the pending images of a warm to the queue, to be checked again after
+/// the re-check delay.
+async fn recheck_pending(
+    warmer: &Warmer,
+    report: &Report,
+    send_by: Option<Instant>,
+    lost: &mut Lost,
+    response: &mut Value,
+) -> Result<(), lambda_runtime::Error> {
+    let settings = &warmer.settings;
+    let pending: Vec<String> = report
+        .images
+        .iter()
+        .filter(|image| image.status == Status::Pending)
+        .map(|image| image.input.clone())
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
     }
+    match &settings.queue_url {
+        Some(queue_url) => {
+            let delivery = Delivery {
+                delay: settings.recheck_delay,
+                recheck: 1,
+            };
+            let enqueued = enqueue(warmer, queue_url, &pending, delivery, send_by).await;
+            lost.not_enqueued += enqueued.failed_images.len();
+            response["rechecks"] = serde_json::to_value(enqueued)?;
+        }
+        None => tracing::warn!(
+            images = pending.len(),
+            "pending images are not checked again by themselves: WARM_QUEUE_URL is not set"
+        ),
+    }
+    Ok(())
+}
+
+/// The images to warm, and those that ECS pulls without a cache.
+fn not_warmed_apart(planned: Vec<PlannedImage>) -> (Vec<PlannedImage>, Vec<PlannedImage>) {
+    planned
+        .into_iter()
+        .partition(|image| image.not_warmed.is_none())
+}
+
+/// What the answer says of ECS: the images it runs that are not warmed (as
+/// `plan` records them, with the reason), and a listing that failed.
+fn add_ecs_findings(response: &mut Value, not_warmed: &[PlannedImage], error: Option<String>) {
+    if !not_warmed.is_empty() {
+        let records: Vec<_> = not_warmed.iter().map(PlannedImage::record).collect();
+        response["not_warmed"] = json!(records);
+    }
+    if error.is_some() {
+        response["ecs_error"] = json!(error);
+    }
+}
+
+/// Warms the images of an ECS event: those of a registered task definition,
+/// or those a stopped task could not pull, so that ECS's next attempt finds
+/// them in the cache. Answers with the warm document, as a direct invocation.
+async fn warm_ecs_event(
+    warmer: &Warmer,
+    event: EcsEvent,
+    budget: Budget,
+) -> Result<Value, lambda_runtime::Error> {
+    let (images, task_definition) = match event {
+        EcsEvent::Ignored(reason) => {
+            tracing::info!(%reason, "ECS event ignored");
+            return Ok(json!({ "ignored": reason }));
+        }
+        EcsEvent::Registered {
+            task_definition,
+            images,
+        } => {
+            tracing::info!(%task_definition, "a task definition was registered: warming its images");
+            (images, Some(task_definition))
+        }
+        EcsEvent::PullFailed {
+            task,
+            task_definition,
+            images,
+        } => {
+            tracing::info!(%task, "a task could not pull its image: warming it");
+            (images, task_definition)
+        }
+    };
+    // The event names no image: the task definition does.
+    let images = match (images.is_empty(), task_definition) {
+        (true, Some(task_definition)) => {
+            ecs::task_definition_images(&warmer.ecs, &task_definition, budget.warm_by).await?
+        }
+        _ => images,
+    };
+    let discovered = images
+        .into_iter()
+        .map(|image| Discovered {
+            image,
+            source: Source::Event,
+        })
+        .collect();
+    let (planned, not_warmed) = not_warmed_apart(ecs::plan(discovered, &warmer.rules, &[]));
+    let report = warm_planned(warmer, &planned, budget.warm_by).await;
+    let mut response = serde_json::to_value(&report)?;
+    add_ecs_findings(&mut response, &not_warmed, None);
+    let mut lost = Lost::default();
+    recheck_pending(warmer, &report, budget.send_by, &mut lost, &mut response).await?;
     publish(warmer, &report);
     lost.publish(warmer);
     Ok(response)
@@ -611,6 +765,8 @@ struct Lost {
     unreadable_records: usize,
     /// The images object of WARM_IMAGES_S3_URI, which could not be read.
     list_unreadable: usize,
+    /// The images that ECS runs (WARM_FROM_ECS), which could not be listed.
+    ecs_unreadable: usize,
 }
 
 impl Lost {
@@ -620,6 +776,7 @@ impl Lost {
             ("NotEnqueued", self.not_enqueued),
             ("UnreadableRecords", self.unreadable_records),
             ("ListUnreadable", self.list_unreadable),
+            ("EcsUnreadable", self.ecs_unreadable),
         ];
         if reasons.iter().all(|(_, count)| *count == 0) {
             return;
@@ -629,6 +786,7 @@ impl Lost {
             not_enqueued = self.not_enqueued,
             unreadable_records = self.unreadable_records,
             list_unreadable = self.list_unreadable,
+            ecs_unreadable = self.ecs_unreadable,
             "images lost before a warm could report them"
         );
         println!(
@@ -1029,8 +1187,88 @@ mod tests {
             ecr: fake_ecr(),
             sqs: fake_queue(bodies),
             s3: fake_bucket(),
+            ecs: fake_ecs(),
             backoff: Duration::from_millis(1),
         }
+    }
+
+    const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    /// One cluster, `prod`, with one service, `web`, running `web:8`: an image
+    /// through the cache and one that ECS pulls from Docker Hub itself.
+    fn fake_ecs() -> aws_sdk_ecs::Client {
+        use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
+        use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+        use aws_sdk_ecs::operation::list_clusters::ListClustersOutput;
+        use aws_sdk_ecs::operation::list_services::ListServicesOutput;
+        use aws_sdk_ecs::types::{ContainerDefinition, Service, TaskDefinition};
+        let arn = "arn:aws:ecs:us-east-1:123456789012";
+        let clusters = mock!(aws_sdk_ecs::Client::list_clusters).then_output(move || {
+            ListClustersOutput::builder()
+                .cluster_arns(format!("{arn}:cluster/prod"))
+                .build()
+        });
+        let services = mock!(aws_sdk_ecs::Client::list_services).then_output(move || {
+            ListServicesOutput::builder()
+                .service_arns(format!("{arn}:service/prod/web"))
+                .build()
+        });
+        let describe_services =
+            mock!(aws_sdk_ecs::Client::describe_services).then_output(move || {
+                DescribeServicesOutput::builder()
+                    .services(
+                        Service::builder()
+                            .service_name("web")
+                            .task_definition(format!("{arn}:task-definition/web:8"))
+                            .build(),
+                    )
+                    .build()
+            });
+        let task_definition =
+            mock!(aws_sdk_ecs::Client::describe_task_definition).then_output(|| {
+                let container = |image: String| ContainerDefinition::builder().image(image).build();
+                DescribeTaskDefinitionOutput::builder()
+                    .task_definition(
+                        TaskDefinition::builder()
+                            .family("web")
+                            .revision(8)
+                            .container_definitions(container(format!(
+                                "{HOST}/docker-hub/library/nginx:1.26"
+                            )))
+                            .container_definitions(container("nginx:1.26".into()))
+                            .build(),
+                    )
+                    .build()
+            });
+        mock_client!(
+            aws_sdk_ecs,
+            RuleMode::MatchAny,
+            [&clusters, &services, &describe_services, &task_definition]
+        )
+    }
+
+    fn sample(name: &str) -> Value {
+        let path = format!("{}/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn inputs_and_sources(response: &Value) -> Vec<(String, String)> {
+        response["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let input = i["input"].as_str().unwrap().replace(HOST, "HOST");
+                (input, i["source"].as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     /// A bucket with one object, `s3://config-bucket/images.txt`.
@@ -1460,6 +1698,127 @@ mod tests {
         assert!(!doctor("false").unwrap().doctor);
         let error = doctor("yes").unwrap_err().to_string();
         assert_eq!(error, "WARM_DOCTOR=\"yes\" is not valid: true or false");
+    }
+
+    #[tokio::test]
+    async fn a_registered_task_definition_warms_its_images() {
+        let rules = (
+            "WARM_RULES",
+            "docker-hub=registry-1.docker.io,ecr-public=public.ecr.aws",
+        );
+        let warmer = warmer(&[rules], Arc::default());
+        let response = invoke(&warmer, sample("ecs-register-task-definition")).await;
+        assert_eq!(
+            inputs_and_sources(&response),
+            pairs(&[
+                ("HOST/docker-hub/library/nginx:1.26", "event"),
+                ("HOST/ecr-public/docker/library/redis:7", "event")
+            ])
+        );
+        assert_eq!(response["summary"]["imported"], 2);
+        let not_warmed = &response["not_warmed"][0];
+        assert_eq!(
+            not_warmed["input"],
+            "public.ecr.aws/aws-observability/aws-otel-collector:v0.41.1"
+        );
+        assert!(not_warmed["not_warmed"]
+            .as_str()
+            .unwrap()
+            .starts_with("ECS pulls it from public.ecr.aws itself"));
+
+        // A record without the images: the task definition names them.
+        let mut event = sample("ecs-register-task-definition");
+        event["detail"]["requestParameters"] = Value::Null;
+        event["detail"]["responseElements"]["taskDefinition"]["containerDefinitions"] = json!([]);
+        let response = invoke(&warmer, event).await;
+        assert_eq!(
+            inputs_and_sources(&response),
+            pairs(&[("HOST/docker-hub/library/nginx:1.26", "event")])
+        );
+        assert_eq!(response["not_warmed"][0]["input"], "nginx:1.26");
+    }
+
+    #[tokio::test]
+    async fn a_task_that_could_not_pull_gets_its_image_warmed() {
+        let warmer = warmer(&[], Arc::default());
+        let response = invoke(&warmer, sample("ecs-task-stopped-cannot-pull")).await;
+        assert_eq!(
+            inputs_and_sources(&response),
+            pairs(&[("HOST/docker-hub/library/redis:7.4", "event")])
+        );
+        assert_eq!(response["images"][0]["status"], "imported");
+        assert_eq!(
+            response["images"][0]["cache_repository"],
+            "docker-hub/library/redis"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_ecs_events_are_ignored_not_errors() {
+        let warmer = warmer(&[], Arc::default());
+        let mut running = sample("ecs-task-stopped-cannot-pull");
+        running["detail"]["lastStatus"] = json!("RUNNING");
+        let response = invoke(&warmer, running).await;
+        assert!(response["ignored"]
+            .as_str()
+            .unwrap()
+            .ends_with("is RUNNING, not STOPPED"));
+        let instance = json!({"detail-type": "ECS Container Instance State Change",
+            "source": "aws.ecs", "detail": {"status": "ACTIVE"}});
+        assert!(invoke(&warmer, instance).await["ignored"].is_string());
+    }
+
+    #[tokio::test]
+    async fn the_configured_list_includes_what_ecs_runs() {
+        let warmer = warmer(
+            &[("WARM_IMAGES", "nginx:1.27"), ("WARM_FROM_ECS", "true")],
+            Arc::default(),
+        );
+        let response = invoke(&warmer, schedule(json!({}))).await;
+        assert_eq!(
+            inputs_and_sources(&response),
+            pairs(&[
+                ("nginx:1.27", "list"),
+                ("HOST/docker-hub/library/nginx:1.26", "ecs-service:prod/web")
+            ])
+        );
+        assert_eq!(response["not_warmed"][0]["source"], "ecs-service:prod/web");
+        // Images sent with the event are warmed alone.
+        let response = invoke(&warmer, json!({"images": ["busybox:1.36"]})).await;
+        assert_eq!(response["summary"]["total"], 1);
+    }
+
+    #[test]
+    fn the_ecs_settings_name_what_they_expect() {
+        let scope = |pairs: &[(&str, &str)]| Settings::from_env(env(pairs)).map(|s| s.ecs);
+        assert_eq!(scope(&[]).unwrap(), None);
+        assert_eq!(scope(&[("WARM_FROM_ECS", "false")]).unwrap(), None);
+        assert_eq!(
+            scope(&[
+                ("WARM_FROM_ECS", "true"),
+                ("WARM_ECS_CLUSTERS", "prod, staging")
+            ])
+            .unwrap(),
+            Some(ecs::Scope {
+                families: false,
+                clusters: vec!["prod".into(), "staging".into()]
+            })
+        );
+        assert!(
+            scope(&[("WARM_FROM_ECS", "families")])
+                .unwrap()
+                .unwrap()
+                .families
+        );
+        let error = scope(&[("WARM_FROM_ECS", "yes")]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("WARM_FROM_ECS=\"yes\" is not valid: true"),
+            "{error}"
+        );
+        let error = scope(&[("WARM_ECS_CLUSTERS", "prod")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("set WARM_FROM_ECS=true"), "{error}");
     }
 
     #[test]

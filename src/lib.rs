@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod cli;
 pub mod doctor;
 pub mod duration;
+pub mod ecs;
 pub mod event;
 pub mod fanout;
 pub mod lambda;

@@ -161,6 +161,7 @@ mod tests {
         ImageOutcome {
             input: "x".into(),
             selector: None,
+            source: Default::default(),
             cache_repository: None,
             tag: None,
             digest: None,

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::plan::Source;
+
 /// The final state of one input image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +57,9 @@ pub struct ImageOutcome {
     pub input: String,
     /// The selector entry the image came from; `None` for a plain reference.
     pub selector: Option<String>,
+    /// Where the image came from: `list`, `ecs-service:<cluster>/<service>`,
+    /// `ecs-family:<family>:<revision>` or `event`.
+    pub source: Source,
     pub cache_repository: Option<String>,
     pub tag: Option<String>,
     /// The digest now in the cache, or the digest asked for.

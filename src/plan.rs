@@ -1,10 +1,12 @@
 //! The plan: each input line, parsed and mapped onto its cache repository.
 //! A bad line gets its own error; it never stops the others.
 
-use serde::Serialize;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
 
 use crate::reference::Reference;
-use crate::rules::Rules;
+use crate::rules::{self, Rules};
 
 /// One input line and what it will be warmed as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,42 @@ pub struct PlannedImage {
     pub target: Option<Target>,
     /// Why the line cannot be warmed.
     pub error: Option<String>,
+    /// Where the entry came from.
+    pub source: Source,
+    /// Why an image that ECS pulls is left alone: it does not go through a
+    /// pull-through cache, so warming could not help it. Not a failure.
+    pub not_warmed: Option<String>,
+}
+
+/// Where an entry came from: the list, what ECS runs, or an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The list given: arguments, files, the function's settings, a request.
+    #[default]
+    List,
+    /// A task definition of this service's deployments.
+    EcsService { cluster: String, service: String },
+    /// The latest ACTIVE revision of this task definition family.
+    EcsFamily { family: String, revision: i32 },
+    /// An ECS event: a task definition registered, a task that failed to pull.
+    Event,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::List => f.write_str("list"),
+            Source::EcsService { cluster, service } => write!(f, "ecs-service:{cluster}/{service}"),
+            Source::EcsFamily { family, revision } => write!(f, "ecs-family:{family}:{revision}"),
+            Source::Event => f.write_str("event"),
+        }
+    }
+}
+
+impl Serialize for Source {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// A cache repository and the rule that leads there.
@@ -44,6 +82,9 @@ pub struct PlanRecord<'a> {
     digest: Option<&'a str>,
     cache_repository: Option<&'a str>,
     rule: Option<&'a str>,
+    source: &'a Source,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_warmed: Option<&'a str>,
 }
 
 impl PlannedImage {
@@ -57,6 +98,8 @@ impl PlannedImage {
                     reference: None,
                     target: None,
                     error: Some(error.to_string()),
+                    source: Source::List,
+                    not_warmed: None,
                 }
             }
         };
@@ -76,12 +119,56 @@ impl PlannedImage {
             reference: Some(reference),
             target,
             error,
+            source: Source::List,
+            not_warmed: None,
         }
+    }
+
+    /// An image as ECS pulls it, written in a task definition or an event.
+    /// ECS pulls it through a cache only when it names the private registry
+    /// under a rule's prefix; any other image is left alone, with the reason,
+    /// since warming a cache that ECS does not use could not help it.
+    pub fn pulled_by_ecs(input: &str, source: Source, rules: &Rules) -> PlannedImage {
+        let mut image = PlannedImage::new(input, rules);
+        image.source = source;
+        let reason = match (&image.reference, &image.error) {
+            (None, Some(error)) => Some(format!("not a reference the warmer can read: {error}")),
+            (Some(reference), _) if !rules::is_private_ecr_host(reference.registry()) => {
+                Some(format!(
+                    "ECS pulls it from {} itself, not through a pull-through cache: only an \
+                     image written against this account's ECR registry under a rule's prefix \
+                     is pulled through the cache",
+                    reference.registry()
+                ))
+            }
+            (Some(reference), Some(_))
+                if !rules.covers_cache_repository(reference.repository()) =>
+            {
+                Some(format!(
+                    "{} is a repository of the registry itself, under no pull-through cache \
+                     rule's prefix: ECS pulls it as it is",
+                    reference.repository()
+                ))
+            }
+            (Some(_), Some(error)) => Some(format!("not pulled through the cache: {error}")),
+            _ => None,
+        };
+        if reason.is_some() {
+            image.target = None;
+            image.error = None;
+            image.not_warmed = reason;
+        }
+        image
     }
 
     /// Parsed and mapped: ready to be warmed.
     pub fn is_ready(&self) -> bool {
         self.target.is_some()
+    }
+
+    /// Neither ready nor deliberately left alone: a line that needs fixing.
+    pub fn is_failure(&self) -> bool {
+        !self.is_ready() && self.not_warmed.is_none()
     }
 
     pub fn record(&self) -> PlanRecord<'_> {
@@ -97,6 +184,8 @@ impl PlannedImage {
             digest: reference.and_then(Reference::digest),
             cache_repository: self.target.as_ref().map(|t| t.cache_repository.as_str()),
             rule: self.target.as_ref().map(|t| t.rule.as_str()),
+            source: &self.source,
+            not_warmed: self.not_warmed.as_deref(),
         }
     }
 }
@@ -141,6 +230,8 @@ impl ListEntry {
                 reference: None,
                 target: None,
                 error: Some(error),
+                source: Source::List,
+                not_warmed: None,
             },
         }
     }
@@ -240,8 +331,77 @@ mod tests {
                 "input": "nginx:1.27", "valid": true, "error": null,
                 "reference": "docker.io/library/nginx:1.27", "registry": "docker.io",
                 "repository": "library/nginx", "tag": "1.27",
-                "cache_repository": "docker-hub/library/nginx", "rule": "docker-hub=registry-1.docker.io"
+                "cache_repository": "docker-hub/library/nginx", "rule": "docker-hub=registry-1.docker.io",
+                "source": "list"
             })
         );
+    }
+
+    #[test]
+    fn sources_read_as_the_json_says_them() {
+        let sources = [
+            (Source::List, "list"),
+            (
+                Source::EcsService {
+                    cluster: "prod".into(),
+                    service: "web".into(),
+                },
+                "ecs-service:prod/web",
+            ),
+            (
+                Source::EcsFamily {
+                    family: "batch".into(),
+                    revision: 7,
+                },
+                "ecs-family:batch:7",
+            ),
+            (Source::Event, "event"),
+        ];
+        for (source, text) in sources {
+            assert_eq!(serde_json::to_value(&source).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn ecs_images_are_warmed_only_when_ecs_pulls_them_through_the_cache() {
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"])
+            .unwrap()
+            .with_own_registry("123456789012", "us-east-1");
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let plan = |image: &str| PlannedImage::pulled_by_ecs(image, Source::Event, &rules);
+
+        let cached = plan(&format!("{host}/docker-hub/library/nginx:1.27.2"));
+        assert!(cached.is_ready() && cached.not_warmed.is_none());
+        assert_eq!(cached.source, Source::Event);
+
+        let upstream = plan("nginx:1.27");
+        assert!(!upstream.is_ready() && !upstream.is_failure());
+        assert!(
+            upstream
+                .not_warmed
+                .as_deref()
+                .unwrap()
+                .starts_with("ECS pulls it from docker.io itself"),
+            "{upstream:?}"
+        );
+        let own = plan(&format!("{host}/team/app:1.0"));
+        assert!(own
+            .not_warmed
+            .as_deref()
+            .unwrap()
+            .starts_with("team/app is a repository of the registry itself"));
+        let elsewhere =
+            plan("210987654321.dkr.ecr.us-east-1.amazonaws.com/docker-hub/library/nginx:1");
+        assert!(elsewhere
+            .not_warmed
+            .as_deref()
+            .unwrap()
+            .contains("another account's or Region's registry"));
+        let invalid = plan("Not/Valid:!");
+        assert!(invalid.not_warmed.is_some() && !invalid.is_failure());
+        let record = serde_json::to_value(upstream.record()).unwrap();
+        assert_eq!(record["source"], "event");
+        assert_eq!(record["cache_repository"], serde_json::Value::Null);
+        assert!(record["not_warmed"].is_string());
     }
 }

@@ -262,6 +262,11 @@ impl Rules {
         self.rules.iter()
     }
 
+    /// Whether a repository of the private registry is under a rule's prefix.
+    pub fn covers_cache_repository(&self, path: &str) -> bool {
+        self.rules.iter().any(|rule| rule.covers_cache_path(path))
+    }
+
     /// Maps a normalized reference onto the cache repository that serves it.
     /// When several rules match, the one with the longest upstream prefix wins.
     /// A reference written against a private ECR registry that no rule has as
@@ -397,6 +402,13 @@ impl OwnRegistry {
             _ => None,
         }
     }
+}
+
+/// Whether `host` is a private ECR registry (`<account>.dkr.ecr.<region>.amazonaws.com`).
+/// An image that ECS pulls from such a host under a rule's prefix goes through
+/// the cache; one it pulls from any other host never does.
+pub fn is_private_ecr_host(host: &str) -> bool {
+    private_ecr_registry(&host.to_ascii_lowercase()).is_some()
 }
 
 /// The account and Region of a private ECR registry host,

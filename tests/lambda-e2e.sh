@@ -39,6 +39,24 @@ if name in ("schedule", "direct"):
     check(summary["total"] == 2 and summary[status] == 2, f"2 images, both {status}")
     check([i["cache_repository"] for i in response["images"]]
           == ["docker-hub/library/nginx", "ecr-public/docker/library/redis"], "both cache repositories")
+elif name == "ecs-register-task-definition":
+    # A revision registered with two images through the cache and a sidecar that ECS
+    # pulls from public.ecr.aws itself: the two are warmed (nginx:1.26 for the first
+    # time), the sidecar is reported as not warmed.
+    images = [(i["cache_repository"], i["source"], i["status"]) for i in response["images"]]
+    check(images[0] == ("docker-hub/library/nginx", "event", "imported")
+          and images[1][:2] == ("ecr-public/docker/library/redis", "event")
+          and images[1][2] in ("imported", "unchanged") and len(images) == 2,
+          "nginx:1.26 imported and redis:7 warm, both from the event")
+    check([r["input"] for r in response.get("not_warmed", [])]
+          == ["public.ecr.aws/aws-observability/aws-otel-collector:v0.41.1"],
+          "the sidecar not warmed")
+elif name == "ecs-task-stopped-cannot-pull":
+    # Only the container whose pull failed is warmed, so that ECS's next attempt succeeds.
+    check([(i["cache_repository"], i["tag"], i["source"], i["status"]) for i in response["images"]]
+          == [("docker-hub/library/redis", "7.4", "event", "imported")], "redis:7.4 imported")
+elif name == "ecs-deployment-state-change":
+    check(set(response) == {"ignored"}, "the event ignored")
 elif name == "sqs":
     check(response == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]},
           "only the record of the wrong shape to come back")

@@ -87,7 +87,8 @@ fn json_lines_follow_the_input_and_a_bad_line_stands_alone() {
             "input": "nginx:1.27", "valid": true, "error": null,
             "reference": "docker.io/library/nginx:1.27", "registry": "docker.io",
             "repository": "library/nginx", "tag": "1.27",
-            "cache_repository": "docker-hub/library/nginx", "rule": "docker-hub=registry-1.docker.io"
+            "cache_repository": "docker-hub/library/nginx", "rule": "docker-hub=registry-1.docker.io",
+            "source": "list"
         })
     );
     assert_eq!(lines[1]["input"], "Nginx:1");

@@ -243,6 +243,7 @@ fn outcome(
     let mut outcome = ImageOutcome {
         input: image.input.clone(),
         selector: None,
+        source: image.source.clone(),
         cache_repository: Some(repository.name.clone()),
         tag: request.tag.clone(),
         digest: request.digest.clone(),
@@ -421,6 +422,7 @@ fn not_planned(image: &PlannedImage) -> ImageOutcome {
     ImageOutcome {
         input: image.input.clone(),
         selector: None,
+        source: image.source.clone(),
         cache_repository: None,
         tag: image
             .reference

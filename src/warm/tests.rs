@@ -1212,6 +1212,7 @@ async fn the_json_document_has_platforms_and_layer_counts() {
     for field in [
         "input",
         "selector",
+        "source",
         "cache_repository",
         "tag",
         "digest",
