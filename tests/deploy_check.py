@@ -38,6 +38,12 @@ VPC_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRo
 DOCTOR_REPOSITORY_ACTIONS = {"ecr:DescribeRepositories"}
 DOCTOR_REGISTRY_ACTIONS = ["ecr:GetRegistryPolicy", "ecr:ValidatePullThroughCacheRule",
                            "ecr:DescribeRepositoryCreationTemplates"]
+# What ECS runs (WarmFromEcs): the read-only list and describe actions, on *; for the ECS
+# events alone, DescribeTaskDefinition (an event that leaves out the images).
+ECS_LISTING_ACTIONS = ["ecs:ListClusters", "ecs:ListServices", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
+                       "ecs:ListTaskDefinitionFamilies", "ecs:ListTaskDefinitions"]
+ECS_EVENT_RULES = {"NewTaskDefinitionRule": ("the registration of a task definition", "ecs-register-task-definition"),
+                   "PullFailureRule": ("a task that could not pull", "ecs-task-stopped-cannot-pull")}
 
 # Resource types moto's CloudFormation skips (it logs "No Moto CloudFormation support"
 # and reports the stack complete without them). The test creates those that moto has an
@@ -263,7 +269,8 @@ def check_stack(moto, name, parameters, expect):
           (function["MemorySize"], function["Timeout"]) == (expect["memory"], expect["timeout"]),
           (function["MemorySize"], function["Timeout"]))
     env = {k: str(v) for k, v in function.get("Environment", {}).get("Variables", {}).items()}
-    wanted = {**expect["env"], "WARM_QUEUE_URL": queue_url, "WARM_IMAGES_S3_URI": expect["images_s3_uri"]}
+    wanted = {"WARM_FROM_ECS": "false", "WARM_ECS_CLUSTERS": "", **expect["env"],
+              "WARM_QUEUE_URL": queue_url, "WARM_IMAGES_S3_URI": expect["images_s3_uri"]}
     check(f"{name}: the function's environment carries every setting, and the queue's URL",
           env == wanted, f"got {env}, expected {wanted}")
     check(f"{name}: the function runs with the stack's role",
@@ -297,6 +304,25 @@ def check_stack(moto, name, parameters, expect):
           any(s["Principal"] == {"Service": "events.amazonaws.com"} and s["Action"] == "lambda:InvokeFunction"
               and s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") == rule["Arn"]
               for s in policy["Statement"]), policy)
+
+    # ECS events (WarmOnNewTaskDefinition, WarmOnPullFailure): a rule each, which invokes
+    # the function and may, by the function's policy.
+    function_policy = json.dumps(lambda_.get_policy(FunctionName=function_name)["Policy"]) \
+        if expect.get("ecs_rules") else ""
+    for logical, (what, sample) in ECS_EVENT_RULES.items():
+        if logical not in expect.get("ecs_rules", []):
+            check(f"{name}: no rule for {what}", logical not in physical, physical.get(logical))
+            continue
+        ecs_rule = events.describe_rule(Name=physical[logical])
+        ecs_targets = events.list_targets_by_rule(Rule=physical[logical])["Targets"]
+        event = json.loads((ROOT / "events" / f"{sample}.json").read_text())
+        pattern = json.loads(ecs_rule.get("EventPattern", "{}"))
+        check(f"{name}: a rule on {what} (source aws.ecs, detail-type {event['detail-type']}) invokes the function",
+              pattern.get("source") == ["aws.ecs"] and pattern.get("detail-type") == [event["detail-type"]]
+              and ecs_rule["State"] == "ENABLED" and [t["Arn"] for t in ecs_targets] == [function_arn],
+              (ecs_rule, ecs_targets))
+        check(f"{name}: the function's policy lets that rule invoke it",
+              ecs_rule["Arn"] in function_policy and "events.amazonaws.com" in function_policy, function_policy)
 
     # The queue
     mappings = lambda_.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]
@@ -345,7 +371,7 @@ def check_stack(moto, name, parameters, expect):
           and {"sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= set(as_list(read[0]["Action"])), read)
     everywhere = [a for s in statements if "*" in as_list(s["Resource"]) for a in as_list(s["Action"])]
     on_everything = ["ecr:DescribePullThroughCacheRules", "ecr:DescribeRegistry"] + (
-        DOCTOR_REGISTRY_ACTIONS if doctor else [])
+        DOCTOR_REGISTRY_ACTIONS if doctor else []) + expect.get("ecs_actions", [])
     check(f"{name}: only {', '.join(on_everything)} are granted on *", everywhere == on_everything, everywhere)
     # moto's CloudFormation ignores ManagedPolicyArns of an AWS::IAM::Role (nothing is
     # attached): what CloudFormation would attach is read from the resolved template.
@@ -503,6 +529,21 @@ def main():
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
                     "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "5m",
                     "WARM_RECHECK_ATTEMPTS": "6", "WARM_DOCTOR": "true"},
+        })
+        # What ECS runs, and both ECS events.
+        check_stack(moto, "warmer-ecs", {"WarmFromEcs": "families", "EcsClusters": "prod,staging",
+                                         "WarmOnNewTaskDefinition": "true", "WarmOnPullFailure": "true"}, {
+            "code_uri": code_uri, "memory": 256, "timeout": 300, "schedule": "rate(12 hours)",
+            "retention": 30, "namespace": "EcrCacheWarmer", "vpc": {}, "topic": None, "rules": {},
+            "kms_key": None, "queue_concurrency": 5, "images_s3_uri": "",
+            "repositories": [f"{p}/*" for p in defaults["CachePrefixes"].split(",")],
+            "ecs_actions": ECS_LISTING_ACTIONS, "ecs_rules": list(ECS_EVENT_RULES),
+            "env": {"WARM_IMAGES": "", "WARM_RULES": "", "WARM_CONCURRENCY": "16",
+                    "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
+                    "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
+                    "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "5m",
+                    "WARM_RECHECK_ATTEMPTS": "6", "WARM_DOCTOR": "true",
+                    "WARM_FROM_ECS": "families", "WARM_ECS_CLUSTERS": "prod,staging"},
         })
         ok = True
     finally:

@@ -1,6 +1,7 @@
 """Checks of template.yaml beyond what cfn-lint knows: the promises the README makes, and
 what CloudFormation refuses although a linter may let it pass. Usage:
 python3 tests/template_check.py [TEMPLATE]  (default: template.yaml)"""
+import json
 import re
 import sys
 from pathlib import Path
@@ -64,9 +65,13 @@ settings = {"WARM_IMAGES": "Images", "WARM_RULES": "Rules", "WARM_CONCURRENCY": 
             "METRICS_NAMESPACE": "MetricsNamespace", "WARM_MAX_TPS": "MaxTps", "WARM_IMAGES_S3_URI": "ImagesS3Uri",
             "WARM_PLATFORMS": "Platforms", "WARM_LAYERS": "Layers", "WARM_LAYER_WAIT": "LayerWait",
             "WARM_RECHECK_DELAY": "RecheckDelay", "WARM_RECHECK_ATTEMPTS": "RecheckAttempts",
-            "WARM_DOCTOR": "Doctor"}
-check("the function gets every setting from its parameter, and the queue's URL",
-      env == {**{var: {"Ref": p} for var, p in settings.items()}, "WARM_QUEUE_URL": {"Ref": "WarmQueue"}})
+            "WARM_DOCTOR": "Doctor", "WARM_FROM_ECS": "WarmFromEcs"}
+check("the function gets every setting from its parameter, the queue's URL, and the ECS clusters with WarmFromEcs only",
+      env == {**{var: {"Ref": p} for var, p in settings.items()}, "WARM_QUEUE_URL": {"Ref": "WarmQueue"},
+              "WARM_ECS_CLUSTERS": {"Fn::If": ["WarmsFromEcs", {"Ref": "EcsClusters"}, ""]}})
+check("what ECS runs is warmed only when asked (WarmFromEcs, WarmOnNewTaskDefinition, WarmOnPullFailure default to false)",
+      [parameters.get(p, {}).get("Default") for p in ("WarmFromEcs", "WarmOnNewTaskDefinition", "WarmOnPullFailure")]
+      == ["false"] * 3 and parameters["WarmFromEcs"].get("AllowedValues") == ["false", "true", "families"])
 check("the settings' defaults: every platform, layers verified, 2m layer wait, re-checks after 5m, 6 times, no TPS cap",
       tuple(str(parameters.get(p, {}).get("Default")) for p in
             ("Platforms", "Layers", "LayerWait", "RecheckDelay", "RecheckAttempts", "MaxTps"))
@@ -145,7 +150,45 @@ cases = {
     "an images object": ({"ImagesS3Uri": "s3://lists/warm/images.txt"},
                          [f"{repository_arn}{p}/*" for p in prefixes["Default"].split(",")]),
     "no registry checks": ({"Doctor": "false"}, [f"{repository_arn}{p}/*" for p in prefixes["Default"].split(",")]),
+    "what ECS runs": ({"WarmFromEcs": "families", "EcsClusters": "prod"},
+                      [f"{repository_arn}{p}/*" for p in prefixes["Default"].split(",")]),
+    "ECS events": ({"WarmOnNewTaskDefinition": "true", "WarmOnPullFailure": "true"},
+                   [f"{repository_arn}{p}/*" for p in prefixes["Default"].split(",")]),
 }
+# The read-only ECS actions: every list and describe for WarmFromEcs; for the events alone,
+# DescribeTaskDefinition (an event that leaves out the images).
+ecs_listing_actions = {"ecs:ListClusters", "ecs:ListServices", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
+                       "ecs:ListTaskDefinitionFamilies", "ecs:ListTaskDefinitions"}
+
+
+def ecs_actions(values):
+    if values.get("WarmFromEcs", "false") != "false":
+        return ecs_listing_actions
+    if "true" in (values.get("WarmOnNewTaskDefinition"), values.get("WarmOnPullFailure")):
+        return {"ecs:DescribeTaskDefinition"}
+    return set()
+
+
+def matches(pattern, event):
+    """EventBridge's matching, as far as the template's rules use it: exact values, prefix,
+    $or, and a field of an array of objects matching when one element does."""
+    if isinstance(event, list):
+        return any(matches(pattern, item) for item in event)
+    for key, wanted in pattern.items():
+        if key == "$or":
+            if not any(matches(p, event) for p in wanted):
+                return False
+        elif isinstance(wanted, dict):
+            if not isinstance(event, (dict, list)) or not matches(wanted, event.get(key, {}) if isinstance(event, dict) else event):
+                return False
+        else:
+            value = event.get(key) if isinstance(event, dict) else None
+            values = value if isinstance(value, list) else [value]
+            if not any(isinstance(v, str) and any(
+                    v == w if isinstance(w, str) else v.startswith(w.get("prefix", "\0")) for w in wanted)
+                    for v in values):
+                return False
+    return True
 # WARM_DOCTOR's read-only calls: DescribeRepositories on the cache prefixes, the registry-level
 # ones on * (they take no resource).
 doctor_repository_actions = {"ecr:DescribeRepositories"}
@@ -191,7 +234,49 @@ for case, (values, expected_arns) in cases.items():
                                            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                                            "logs:CreateLogStream", "logs:PutLogEvents"}
           | ({"s3:GetObject"} if values.get("ImagesS3Uri") else set())
-          | (doctor_repository_actions | doctor_registry_actions if doctor else set()))
+          | (doctor_repository_actions | doctor_registry_actions if doctor else set())
+          | ecs_actions(values))
+    ecs_statements = [s for s in statements if any(a.startswith("ecs:") for a in
+                      (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    check(f"{case}: the ECS actions are read-only, on *",
+          all(s["Resource"] == "*" and all(a.split(":")[1].startswith(("List", "Describe")) for a in
+                                           (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
+              for s in ecs_statements))
+    function_env = created["WarmerFunction"]["Properties"]["Environment"]["Variables"]
+    check(f"{case}: WARM_FROM_ECS and WARM_ECS_CLUSTERS as asked",
+          (function_env["WARM_FROM_ECS"], function_env["WARM_ECS_CLUSTERS"])
+          == (values.get("WarmFromEcs", "false"), values.get("EcsClusters", "")))
+    for rule, permission, parameter in (("NewTaskDefinitionRule", "NewTaskDefinitionPermission", "WarmOnNewTaskDefinition"),
+                                        ("PullFailureRule", "PullFailurePermission", "WarmOnPullFailure")):
+        on = values.get(parameter) == "true"
+        targets = created.get(rule, {}).get("Properties", {}).get("Targets", [])
+        allowed = created.get(permission, {}).get("Properties", {})
+        check(f"{case}: the rule {rule} " + ("invokes the function, which lets it" if on else "is not created"),
+              (not on and rule not in created and permission not in created)
+              or (on and [t["Arn"] for t in targets] == ["<WarmerFunction.Arn>"]
+                  and (allowed.get("Principal"), allowed.get("SourceArn")) == ("events.amazonaws.com", f"<{rule}.Arn>")))
+
+# The rules' patterns match the sample events, and leave out the ECS events that start nothing.
+samples = {name: json.loads((ROOT / "events" / f"{name}.json").read_text())
+           for name in ("ecs-register-task-definition", "ecs-task-stopped-cannot-pull",
+                        "ecs-deployment-state-change", "schedule")}
+running = json.loads(json.dumps(samples["ecs-task-stopped-cannot-pull"]))
+running["detail"]["lastStatus"] = "RUNNING"
+exited = json.loads(json.dumps(samples["ecs-task-stopped-cannot-pull"]))
+exited["detail"]["stoppedReason"] = "Essential container in task exited"
+for container in exited["detail"]["containers"]:
+    container["reason"] = "exit code 1"
+only_a_container = json.loads(json.dumps(samples["ecs-task-stopped-cannot-pull"]))
+only_a_container["detail"]["stoppedReason"] = "Task failed to start"
+registered = resources["NewTaskDefinitionRule"]["Properties"]["EventPattern"]
+pull_failed = resources["PullFailureRule"]["Properties"]["EventPattern"]
+check("NewTaskDefinitionRule matches the registration of a task definition, nothing else",
+      matches(registered, samples["ecs-register-task-definition"])
+      and not any(matches(registered, samples[n]) for n in samples if n != "ecs-register-task-definition"))
+check("PullFailureRule matches a task stopped by CannotPullContainerError (the task's reason or a container's), nothing else",
+      matches(pull_failed, samples["ecs-task-stopped-cannot-pull"]) and matches(pull_failed, only_a_container)
+      and not any(matches(pull_failed, e) for e in (running, exited, samples["ecs-register-task-definition"],
+                                                    samples["ecs-deployment-state-change"], samples["schedule"])))
 
 for name, ok in results:
     print(("ok   " if ok else "FAIL ") + name)
