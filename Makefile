@@ -2,7 +2,7 @@
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all build lambda package demo test lint deps clean
+.PHONY: all build lambda package demo bench test lint deps clean
 
 all: build
 
@@ -37,6 +37,12 @@ $(VENV)/.installed: requirements-dev.txt
 # The warmer's main job on this machine, against an ECR emulator: see README.
 demo: deps
 	bash scripts/demo.sh
+
+# Throughput, rate cap, cold start and footprint against their targets (see README,
+# Performance); writes bench-results.json. A few minutes: not part of `make test`.
+bench:
+	cargo build --release
+	cargo bench --bench warm
 
 lint:
 	cargo fmt --all -- --check
