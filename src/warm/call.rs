@@ -56,7 +56,7 @@ impl<'a> Engine<'a> {
         let options = self.options;
         let mut backoff = Backoff::new(options.backoff, options.max_attempts, options.deadline);
         loop {
-            let result = match self.once(call()).await {
+            let result = match self.once(&mut call).await {
                 Attempted::Done(result) => result,
                 other => return other,
             };
@@ -75,8 +75,14 @@ impl<'a> Engine<'a> {
     }
 
     /// One attempt under a permit and within the rate cap, started only
-    /// before the deadline and cut at it.
-    pub async fn once<T>(&self, call: impl Future<Output = T>) -> Attempted<T> {
+    /// before the deadline and cut at it. The call is made only once it may
+    /// start, on the heap: an SDK call's future is large (5 KB, several times
+    /// that as it nests), and far more calls wait for a permit than hold one,
+    /// which made the peak memory of a warm grow with its pending blobs.
+    pub async fn once<T, Fut>(&self, call: impl FnOnce() -> Fut) -> Attempted<T>
+    where
+        Fut: Future<Output = T>,
+    {
         let deadline = self.options.deadline;
         let ready = async {
             // The semaphore is never closed.
@@ -89,7 +95,7 @@ impl<'a> Engine<'a> {
         let Some(_permit) = within(deadline, ready).await else {
             return Attempted::NotStarted;
         };
-        match within(deadline, call).await {
+        match within(deadline, Box::pin(call())).await {
             Some(result) => Attempted::Done(result),
             None => Attempted::Cut,
         }

@@ -479,7 +479,7 @@ async fn pull_chunk(engine: &Engine<'_>, repository: &str, ids: &[ImageIdentifie
         for media_type in ACCEPTED_MEDIA_TYPES {
             call = call.accepted_media_types(media_type);
         }
-        match engine.once(call.send()).await {
+        match engine.once(|| call.send()).await {
             Attempted::Done(Ok(output)) => {
                 for (i, answer) in pending.iter().zip(match_output(&output, &asked)) {
                     results[*i] = Some(answer);
