@@ -180,6 +180,8 @@ struct Row {
     measured: String,
     target: String,
     met: Option<bool>,
+    /// Where the time or memory goes when the target is missed.
+    why: &'static str,
 }
 
 fn row(figure: &str, measured: String, target: String, met: Option<bool>) -> Row {
@@ -188,8 +190,32 @@ fn row(figure: &str, measured: String, target: String, met: Option<bool>) -> Row
         measured,
         target,
         met,
+        why: "",
     }
 }
+
+impl Row {
+    fn why(self, why: &'static str) -> Row {
+        Row { why, ..self }
+    }
+}
+
+const WHY_WALL: &str = "fewer calls in flight than the concurrency: each phase of a repository \
+    waits for the one before, and only `concurrency` repositories run at once; or the CPU was \
+    busy with other work (see the load average)";
+const WHY_RATE: &str = "calls waiting for the cap wake late on a busy CPU; the cap's burst \
+    (src/warm/call.rs) absorbs 20 ms of that, and the end of the run has too few calls left to \
+    keep up the rate";
+const WHY_INIT: &str = "init reads the settings, loads the AWS configuration and calls \
+    DescribeRegistry once (src/lambda.rs); with no figure, the release binary is missing or did \
+    not start";
+const WHY_RSS: &str = "the plan, the report, and the calls waiting for a permit; an SDK call's \
+    future is about 5 KB, which src/warm/call.rs makes only once the call may start";
+const WHY_BINARY: &str = "five SDK clients (ECR, SQS, S3, STS, ECS) are most of it, and \
+    aws-sdk-ecr and aws-sdk-sqs with their default features link a second HTTP stack (hyper \
+    0.14, rustls 0.21, ring). default-features = false with rt-tokio and default-https-client on \
+    both (19.6 MiB when measured) and opt-level = \"z\" with lto = true in the release profile \
+    (12.8 MiB) bring it under 16 MiB";
 
 fn print_table(rows: &[Row]) {
     let width = |column: fn(&Row) -> &str, title: &str| {
@@ -216,6 +242,9 @@ fn print_table(rows: &[Row]) {
             "{:figure$}  {:measured$}  {:target$}  {verdict}",
             row.figure, row.measured, row.target
         );
+    }
+    for row in rows.iter().filter(|row| row.met == Some(false)) {
+        println!("\nmissed: {}: {}", row.figure, row.why);
     }
 }
 
@@ -341,7 +370,8 @@ async fn main() -> ExitCode {
             verify.calls.total().to_string(),
             format!("= minimum {verify_minimum}"),
             Some(verify.calls.total() == verify_minimum),
-        ),
+        )
+        .why("calls beyond the plan's minimum: retried, or asked twice"),
         row(
             "wall, layers verify",
             format!("{:.2} s", verify.wall.as_secs_f64()),
@@ -351,7 +381,8 @@ async fn main() -> ExitCode {
                 verify_ideal.as_secs_f64() * WALL_OVER_IDEAL
             ),
             Some(verify.wall.as_secs_f64() <= verify_ideal.as_secs_f64() * WALL_OVER_IDEAL),
-        ),
+        )
+        .why(WHY_WALL),
         row(
             "images warm, layers verify",
             format!(
@@ -360,13 +391,15 @@ async fn main() -> ExitCode {
             ),
             format!("{refs} imported"),
             Some(verify_statuses.get("imported") == Some(&refs)),
-        ),
+        )
+        .why("the stand-in answers every call: see the statuses in bench-results.json"),
         row(
             "API calls, layers none",
             none.calls.total().to_string(),
             format!("= minimum {none_minimum}"),
             Some(none.calls.total() == none_minimum),
-        ),
+        )
+        .why("calls beyond the plan's minimum: retried, or asked twice"),
         row(
             "wall, layers none",
             format!("{:.2} s", none.wall.as_secs_f64()),
@@ -376,7 +409,8 @@ async fn main() -> ExitCode {
                 none_ideal.as_secs_f64() * WALL_OVER_IDEAL
             ),
             Some(none.wall.as_secs_f64() <= none_ideal.as_secs_f64() * WALL_OVER_IDEAL),
-        ),
+        )
+        .why(WHY_WALL),
         row(
             "sequential loop, 1 call per reference",
             format!("{:.0} s", sequential_wall.as_secs_f64()),
@@ -388,13 +422,15 @@ async fn main() -> ExitCode {
             format!("{speedup:.0}x"),
             format!(">= {SPEEDUP:.0}x"),
             Some(speedup >= SPEEDUP),
-        ),
+        )
+        .why(WHY_WALL),
         row(
             "20% throttled: one status per reference",
             format!("{}/{refs}", throttled.report.images.len()),
             format!("{refs}, each once"),
             Some(throttled_once),
-        ),
+        )
+        .why("an input without an outcome, or out of order"),
         row(
             "20% throttled: failed after 4 attempts",
             throttled_statuses
@@ -416,25 +452,29 @@ async fn main() -> ExitCode {
             format!("{measured_tps:.1}/s"),
             format!("{CAP_TPS}/s +-{:.0}%", RATE_TOLERANCE * 100.0),
             Some(rate_met),
-        ),
+        )
+        .why(WHY_RATE),
         row(
             "init, process start to first event asked",
             init_ms.map_or("-".to_string(), |v| format!("{v:.1} ms")),
             format!("<= {INIT_MS:.0} ms"),
             below(init_ms, INIT_MS).or(Some(false)),
-        ),
+        )
+        .why(WHY_INIT),
         row(
             "peak RSS, warming the plan",
             peak_rss_mib.map_or("-".to_string(), |v| format!("{v:.1} MiB")),
             format!("<= {PEAK_RSS_MIB:.0} MiB"),
             below(peak_rss_mib, PEAK_RSS_MIB).or(Some(false)),
-        ),
+        )
+        .why(WHY_RSS),
         row(
             "release binary",
             binary_mib.map_or("-".to_string(), |v| format!("{v:.1} MiB")),
             format!("<= {BINARY_MIB:.0} MiB"),
             below(binary_mib, BINARY_MIB).or(Some(false)),
-        ),
+        )
+        .why(WHY_BINARY),
         row(
             "Lambda cost, 1,000 images once",
             format!("${cost_usd:.6}"),

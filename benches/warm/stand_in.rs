@@ -103,8 +103,11 @@ fn decode(digest: &str) -> Option<(u32, usize, usize)> {
     ))
 }
 
+fn descriptor(media_type: &str, digest: String) -> Value {
+    json!({"mediaType": media_type, "digest": digest, "size": 1234})
+}
+
 fn image_manifest(repository: &str, tag: usize, platform: usize) -> String {
-    let descriptor = |media_type: &str, digest: String| json!({"mediaType": media_type, "digest": digest, "size": 1234});
     let mut layers: Vec<Value> = (0..SHARED_LAYERS)
         .map(|n| descriptor(OCI_LAYER, digest(repository, Kind::Shared, n, platform)))
         .collect();
