@@ -332,7 +332,7 @@ async fn doctor_command(args: InputArgs) -> Result<u8, UsageError> {
     let caller = doctor::caller(&aws_sdk_sts::Client::new(&config)).await?;
     let rules = match args.rules.is_empty() {
         true => doctor::discover(&ecr).await?,
-        false => args.rules.iter().cloned().map(CacheRule::given).collect(),
+        false => args.rules.iter().map(CacheRule::of).collect(),
     };
     let plannable = Rules::new(rules.iter().map(|r| r.rule.clone()).collect())?
         .with_own_registry(&caller.account, &region);

@@ -287,8 +287,7 @@ async fn init() -> Result<Warmer, lambda_runtime::Error> {
     let region = config.region().map(ToString::to_string).unwrap_or_default();
     let rules = rules.for_caller(&ecr, &region).await;
     if settings.doctor {
-        let checks =
-            crate::doctor::log_at_init(&config, &ecr, settings.rules.as_ref(), &settings.images);
+        let checks = crate::doctor::log_at_init(&config, &ecr, &rules, &settings.images);
         if tokio::time::timeout(DOCTOR_AT_INIT, checks).await.is_err() {
             tracing::warn!(
                 limit_s = DOCTOR_AT_INIT.as_secs(),

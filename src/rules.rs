@@ -21,6 +21,29 @@ pub struct Rule {
     ecr_prefix: String,
     upstream_registry: String,
     upstream_prefix: Option<String>,
+    credential: Credential,
+}
+
+/// What is known of the credential with which a rule pulls from its upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Credential {
+    /// The rule was given (`--rule`, `WARM_RULES`), not read from ECR.
+    #[default]
+    Unknown,
+    /// The upstream is pulled anonymously.
+    None,
+    /// A Secrets Manager secret (`credentialArn`) or an IAM role (`customRoleArn`).
+    Given { arn: String },
+}
+
+impl Credential {
+    /// The Secrets Manager secret of the credential, when it is one.
+    pub fn secret_arn(&self) -> Option<&str> {
+        match self {
+            Credential::Given { arn } if arn.contains(":secretsmanager:") => Some(arn),
+            _ => None,
+        }
+    }
 }
 
 /// The rules of a registry, in a stable order.
@@ -113,11 +136,16 @@ impl Rule {
             ecr_prefix: ecr_prefix.to_string(),
             upstream_registry: upstream_registry.to_ascii_lowercase(),
             upstream_prefix: upstream_prefix.map(str::to_string),
+            credential: Credential::Unknown,
         })
     }
 
     pub fn ecr_prefix(&self) -> &str {
         &self.ecr_prefix
+    }
+
+    pub fn credential(&self) -> &Credential {
+        &self.credential
     }
 
     fn is_root(&self) -> bool {
@@ -197,7 +225,7 @@ impl Rules {
         Rules::parse_each(&read_list(text))
     }
 
-    /// Reads every rule of the registry from ECR.
+    /// Reads every rule of the registry from ECR, with its credential.
     pub async fn discover(ecr: &aws_sdk_ecr::Client) -> Result<Rules, RuleError> {
         let mut pages = ecr
             .describe_pull_through_cache_rules()
@@ -209,8 +237,14 @@ impl Rules {
             let item = item.map_err(|error| RuleError::Discovery(describe_error(&error)))?;
             let prefix = item.ecr_repository_prefix().unwrap_or_default();
             let upstream = item.upstream_registry_url().unwrap_or_default();
-            let rule = Rule::new(prefix, upstream, item.upstream_repository_prefix())
+            let mut rule = Rule::new(prefix, upstream, item.upstream_repository_prefix())
                 .map_err(|error| error.in_rule(&format!("{prefix}={upstream}")))?;
+            rule.credential = match item.credential_arn().or(item.custom_role_arn()) {
+                Some(arn) => Credential::Given {
+                    arn: arn.to_string(),
+                },
+                None => Credential::None,
+            };
             rules.push(rule);
         }
         Rules::new(rules)
@@ -863,6 +897,9 @@ mod tests {
         );
     }
 
+    const SECRET: &str =
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-AbCdEf";
+
     #[tokio::test]
     async fn discovers_rules_from_every_page() {
         let first = mock!(aws_sdk_ecr::Client::describe_pull_through_cache_rules)
@@ -873,6 +910,7 @@ mod tests {
                         PullThroughCacheRule::builder()
                             .ecr_repository_prefix("docker-hub")
                             .upstream_registry_url("registry-1.docker.io")
+                            .credential_arn(SECRET)
                             .build(),
                     )
                     .next_token("page-2")
@@ -902,6 +940,18 @@ mod tests {
             ]
         );
         assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+        let credentials: Vec<&Credential> = rules.iter().map(Rule::credential).collect();
+        assert_eq!(
+            credentials,
+            [&Credential::Given { arn: SECRET.into() }, &Credential::None]
+        );
+        assert_eq!(credentials[0].secret_arn(), Some(SECRET));
+        assert_eq!(
+            Rule::parse("docker-hub=registry-1.docker.io")
+                .unwrap()
+                .credential(),
+            &Credential::Unknown
+        );
         assert_eq!(
             cache_repository(&rules, "upstream-app/image1").unwrap().0,
             "my-app/image1"

@@ -611,7 +611,7 @@ mod tests {
                     arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbC123".into(),
                 },
             },
-            CacheRule::given(Rule::parse("ecr-public=public.ecr.aws").unwrap()),
+            CacheRule::of(&Rule::parse("ecr-public=public.ecr.aws").unwrap()),
         ]
     }
 

@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::aws::describe_error;
 use crate::plan::PlannedImage;
+pub use crate::rules::Credential;
 use crate::rules::{Rule, RuleError, Rules};
 
 /// How one finding stands.
@@ -101,16 +102,6 @@ pub struct CacheRule {
     pub credential: Credential,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// The rule was given (`--rule`, `WARM_RULES`), not read from ECR.
-    Unknown,
-    /// The upstream is pulled anonymously.
-    None,
-    /// A Secrets Manager secret (`credentialArn`) or an IAM role (`customRoleArn`).
-    Given { arn: String },
-}
-
 #[derive(Debug, Error)]
 pub enum DoctorError {
     #[error(
@@ -154,11 +145,12 @@ impl Caller {
 }
 
 impl CacheRule {
-    /// A rule given by the user, whose credential is not known.
-    pub fn given(rule: Rule) -> CacheRule {
+    /// A rule with the credential known of it: none when it was given by
+    /// the user (`--rule`, `WARM_RULES`) rather than read from ECR.
+    pub fn of(rule: &Rule) -> CacheRule {
         CacheRule {
-            rule,
-            credential: Credential::Unknown,
+            rule: rule.clone(),
+            credential: rule.credential().clone(),
         }
     }
 }
@@ -197,35 +189,11 @@ pub async fn caller(sts: &aws_sdk_sts::Client) -> Result<Caller, DoctorError> {
 
 /// Every rule of the registry, from ECR, with its credential.
 pub async fn discover(ecr: &aws_sdk_ecr::Client) -> Result<Vec<CacheRule>, RuleError> {
-    let mut pages = ecr
-        .describe_pull_through_cache_rules()
-        .into_paginator()
-        .items()
-        .send();
-    let mut rules = Vec::new();
-    while let Some(item) = pages.next().await {
-        let item = item.map_err(|error| RuleError::Discovery(describe_error(&error)))?;
-        let prefix = item.ecr_repository_prefix().unwrap_or_default();
-        let upstream = item.upstream_registry_url().unwrap_or_default();
-        let text = match item.upstream_repository_prefix() {
-            Some(upstream_prefix) => format!("{prefix}={upstream}/{upstream_prefix}"),
-            None => format!("{prefix}={upstream}"),
-        };
-        let credential = match item.credential_arn().or(item.custom_role_arn()) {
-            Some(arn) => Credential::Given {
-                arn: arn.to_string(),
-            },
-            None => Credential::None,
-        };
-        rules.push(CacheRule {
-            rule: Rule::parse(&text)?,
-            credential,
-        });
-    }
-    // Refuses a prefix given twice, as discovery for warming does.
-    Rules::new(rules.iter().map(|r| r.rule.clone()).collect())?;
-    rules.sort_by(|a, b| a.rule.ecr_prefix().cmp(b.rule.ecr_prefix()));
-    Ok(rules)
+    Ok(Rules::discover(ecr)
+        .await?
+        .iter()
+        .map(CacheRule::of)
+        .collect())
 }
 
 /// Runs every check for every rule, and for the images given.
@@ -246,7 +214,7 @@ pub async fn run(
 pub async fn log_at_init(
     config: &aws_config::SdkConfig,
     ecr: &aws_sdk_ecr::Client,
-    given: Option<&Rules>,
+    rules: &Rules,
     images: &[String],
 ) {
     let caller = match caller(&aws_sdk_sts::Client::new(config)).await {
@@ -256,22 +224,10 @@ pub async fn log_at_init(
             return;
         }
     };
-    let rules = match given {
-        Some(rules) => rules.iter().cloned().map(CacheRule::given).collect(),
-        None => match discover(ecr).await {
-            Ok(rules) => rules,
-            Err(error) => {
-                tracing::warn!(%error, "the registry checks (WARM_DOCTOR) cannot run");
-                return;
-            }
-        },
-    };
     let region = config.region().map(ToString::to_string).unwrap_or_default();
-    let plannable = Rules::new(rules.iter().map(|r| r.rule.clone()).collect())
-        .unwrap_or_default()
-        .with_own_registry(&caller.account, &region);
-    let planned = crate::plan::plan(images, &plannable);
-    let report = run(ecr, caller, &region, &rules, &planned).await;
+    let planned = crate::plan::plan(images, rules);
+    let checked: Vec<CacheRule> = rules.iter().map(CacheRule::of).collect();
+    let report = run(ecr, caller, &region, &checked, &planned).await;
     for finding in &report.findings {
         let Finding {
             check,
