@@ -365,6 +365,10 @@ def check_stack(moto, name, parameters, expect):
                          else "the function may read no S3 object"),
           [as_list(s["Resource"]) for s in reads] == ([[f"arn:aws:s3:::{bucket_and_key}"]] if bucket_and_key else []),
           reads)
+    secrets = [s for s in statements if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+    check(f"{name}: the function may read the pull-through cache's secrets (ecr-pullthroughcache/*) only",
+          [as_list(s["Resource"]) for s in secrets]
+          == [[f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/*"]], secrets)
     read = [s for s in statements if "sqs:ReceiveMessage" in as_list(s["Action"])]
     check(f"{name}: the function may receive and delete messages of its own queue only",
           [as_list(s["Resource"]) for s in read] == [[queue_arn]]

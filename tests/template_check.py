@@ -225,6 +225,10 @@ for case, (values, expected_arns) in cases.items():
         if "sqs:SendMessage" in actions:
             check(f"{case}: {statement['Sid']}: sends (SendMessage, which also allows SendMessageBatch) to the function's own queue or its failed-invocation queue only",
                   resource in (["<WarmQueue.Arn>"], ["<FailedInvocationQueue.Arn>"]))
+        if "secretsmanager:GetSecretValue" in actions:
+            check(f"{case}: {statement['Sid']}: reads only the pull-through cache's secrets (ecr-pullthroughcache/*): {resource}",
+                  actions == ["secretsmanager:GetSecretValue"] and len(resource) == 1
+                  and str(resource[0]).endswith(":secret:ecr-pullthroughcache/*"))
         if "s3:GetObject" in actions:
             check(f"{case}: {statement['Sid']}: reads the images object only",
                   resource == ["arn:aws:s3:::lists/warm/images.txt"] and values.get("ImagesS3Uri"))
@@ -232,7 +236,8 @@ for case, (values, expected_arns) in cases.items():
     check(f"{case}: exactly the needed actions are granted",
           granted == repository_actions | {"ecr:DescribePullThroughCacheRules", "ecr:DescribeRegistry", "sqs:SendMessage",
                                            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
-                                           "logs:CreateLogStream", "logs:PutLogEvents"}
+                                           "logs:CreateLogStream", "logs:PutLogEvents",
+                                           "secretsmanager:GetSecretValue"}
           | ({"s3:GetObject"} if values.get("ImagesS3Uri") else set())
           | (doctor_repository_actions | doctor_registry_actions if doctor else set())
           | ecs_actions(values))
