@@ -18,17 +18,26 @@ moto serves ECR's repositories and images; this adds what moto lacks:
   the cache creates get, as in ECR;
 - fault injection: added latency, a share of ThrottlingException, a share of UpstreamUnavailable,
   a share of UnableToGetUpstreamLayerException; each decision is a pure function of the seed and
-  the request, not of arrival order.
+  the request, not of arrival order;
+- the upstream registries themselves, from the same catalog: the registry API v2 (Docker
+  distribution / OCI) under /upstream/<registry>/, with token authentication, paginated tag
+  lists and a log of the requests (see "Upstream registries" below), so that what a client
+  lists upstream is what the cache imports.
 
 Run: python emulator/ecr_emulator.py --port 5000 [--config emulator/demo.json]
 
 Config keys (a JSON object; all optional):
 
   rules                      pull-through cache rules to create at start, as CreatePullThroughCacheRule
-                             takes them ({"ecrRepositoryPrefix", "upstreamRegistryUrl", ...}).
+                             takes them ({"ecrRepositoryPrefix", "upstreamRegistryUrl", ...}). Any
+                             upstreamRegistryUrl is taken, e.g. localhost:5000 for the catalog's
+                             registry of that name; a rule's upstreamRegistry, unless given, is ECR's
+                             name for the URL (quay.io: quay, ...), and docker-hub for a URL ECR has
+                             no name for.
   region                     the Region of those rules (default us-east-1).
   catalog                    the upstream catalog (default catalog.json beside this file); relative
-                             to the config file when given with --config.
+                             to the config file when given with --config. Its format is in its
+                             _comment; a tag may be an alias of another tag of its repository.
   recheck_interval_seconds   a cached tag is checked upstream again only after this long (default 0).
   denied_namespaces          cache repository prefixes whose first pull fails as a registry policy
                              without ecr:CreateRepository does: RepositoryNotFoundException. (The
@@ -87,17 +96,68 @@ Config keys (a JSON object; all optional):
                              request was seen before): the same workload gets the same faults
                              whatever the order in which concurrent requests arrive, and a retry
                              of a failed request draws anew.
+
+  Upstream registries (the API below).
+  upstream_credentials       {"<registry>": {"username": ..., "accessToken": ...}}: the token endpoint
+                             of that registry answers only requests with Authorization: Basic
+                             base64(username:accessToken), others (anonymous included) get 401
+                             {"details": "incorrect username or password"}. Other registries give a
+                             token to anyone.
+  upstream_page_size         tags per tags/list page when the request has no n (default 100).
+  upstream_max_page_size     the most tags per page: a larger n is cut to this (default 1000).
+  upstream_token_seconds     how long a token is valid, its expires_in (default 300).
+  upstream_faults            {"throttle_requests": N, "retry_after_seconds": S, "unavailable_requests": M}:
+                             per (registry, repository), the first N tags/list requests that carry a
+                             valid token are answered 429 TOOMANYREQUESTS with Retry-After: S (default
+                             1), the next M 503 UNAVAILABLE, the rest as usual. Counted, not drawn.
+
+Upstream registries: every registry of the catalog (registry-1.docker.io, public.ecr.aws, quay.io,
+registry.k8s.io, localhost:5000) is served under http://<emulator>/upstream/<registry>, a base URL to
+which a registry client adds /v2/...; a registry that is not in the catalog answers 404. Repository
+names keep their slashes (library/nginx, team/app). Answers are JSON (a manifest: its own bytes
+and media type) with Docker-Distribution-API-Version: registry/2.0.
+
+  GET <base>/v2/             200 {} with a valid Bearer token of this registry, else 401 with
+                             WWW-Authenticate: Bearer realm="http://<Host header>/upstream/<registry>/token",
+                             service="<registry>" and {"errors": [{"code": "UNAUTHORIZED", ...}]}.
+  GET <base>/token?service=<registry>&scope=repository:<name>:pull
+                             200 {"token", "access_token", "expires_in", "issued_at"}: a random opaque
+                             token that the emulator remembers with its pull scopes (scope may repeat,
+                             or hold several scopes separated by spaces); see upstream_credentials.
+  GET <base>/v2/<name>/tags/list[?n=N&last=TAG]
+                             without a valid token for repository:<name>:pull, 401 with the challenge
+                             above plus scope="repository:<name>:pull",error="insufficient_scope";
+                             then upstream_faults; then 404 NAME_UNKNOWN for a repository not in the
+                             catalog; else 200 {"name", "tags"}: the tags in lexical order (as
+                             registries list them: nothing to do with which is newest), those after
+                             TAG, at most N (upstream_page_size, upstream_max_page_size). While tags
+                             remain, a Link: </upstream/<registry>/v2/<name>/tags/list?n=N&last=<last
+                             tag of the page>>; rel="next" header, a path relative to the request URL.
+  GET|HEAD <base>/v2/<name>/manifests/<tag or digest>
+                             with a token as for tags/list (no faults), the manifest's bytes, with
+                             its media type as Content-Type and Docker-Content-Digest: the same bytes
+                             and digest as the cache imports; 404 MANIFEST_UNKNOWN if there is none.
+  GET /upstream/_requests    the log of the upstream requests served, oldest first: [{"registry",
+                             "method", "path" (below the base: /v2/..., /token), "query" (as sent),
+                             "auth" ("none", "basic" or "bearer": the scheme of the Authorization
+                             header, never its value), "status"}]. DELETE /upstream/_requests
+                             empties it.
 """
 
 import argparse
+import base64
+import binascii
 import hashlib
 import io
 import json
 import os
+import secrets
 import sys
 import threading
 import time
 from datetime import datetime, timezone
+from http import HTTPStatus
+from urllib.parse import parse_qs, quote
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ecr.models import ecr_backends
@@ -131,6 +191,26 @@ UPSTREAM_NAMES = {
     "registry.gitlab.com": "gitlab-container-registry",
     "cgr.dev": "chainguard",
 }
+UPSTREAM_PREFIX = "/upstream/"
+# What a registry answers when it refuses a request, by HTTP status.
+UPSTREAM_ERRORS = {
+    429: {"code": "TOOMANYREQUESTS", "message": "rate limit exceeded"},
+    503: {"code": "UNAVAILABLE", "message": "service unavailable"},
+}
+
+
+def upstream_name(url):
+    """ECR's name of an upstream registry (upstreamRegistry) from its URL. A registry that ECR has
+    no name for (localhost:5000, a registry of one's own) is taken as docker-hub, ECR's type of a
+    registry reached with a username and an access token."""
+    host = url.split("://", 1)[-1].split("/", 1)[0].lower()
+    if host in UPSTREAM_NAMES:
+        return UPSTREAM_NAMES[host]
+    if host.endswith(".azurecr.io"):
+        return "azure-container-registry"
+    if ".dkr.ecr." in host and host.endswith(".amazonaws.com"):
+        return "ecr"
+    return "docker-hub"
 
 
 class EcrError(Exception):
@@ -152,8 +232,15 @@ class Catalog:
 
     def lookup(self, registry, repository, tag):
         """(manifest bytes, media type, digest, children) of a tag, or None."""
-        entry = self._current().get(registry, {}).get(repository)
+        entry = self.repository(registry, repository)
         return entry["tags"].get(tag) if entry else None
+
+    def has_registry(self, registry):
+        return registry in self._current()
+
+    def repository(self, registry, repository):
+        """{"tags": tag -> manifest, "digests": digest -> manifest} of a repository, or None."""
+        return self._current().get(registry, {}).get(repository)
 
     def _current(self):
         with self.lock:
@@ -166,7 +253,8 @@ class Catalog:
 
 
 def load_catalog(data):
-    """Serializes every manifest and computes its digest and size from its bytes."""
+    """Serializes every manifest and computes its digest and size from its bytes; a tag whose
+    value is a string is an alias of the tag it names."""
     registries = {}
     for registry, repositories in data.items():
         if registry.startswith("_"):
@@ -174,7 +262,8 @@ def load_catalog(data):
         registries[registry] = {}
         for repository, entry in repositories.items():
             named = entry.get("manifests", {})
-            resolved = {}
+            written = entry.get("tags", {})
+            resolved, tags = {}, {}
 
             def resolve(name, stack=()):
                 if name in resolved:
@@ -184,8 +273,30 @@ def load_catalog(data):
                 resolved[name] = serialize(named[name], lambda n: resolve(n, stack + (name,)))
                 return resolved[name]
 
-            tags = {tag: serialize(manifest, resolve) for tag, manifest in entry.get("tags", {}).items()}
-            registries[registry][repository] = {"tags": tags}
+            def tag(name, aliases=()):
+                if name not in tags:
+                    value = written[name]
+                    if isinstance(value, str):
+                        if value not in written:
+                            raise ValueError(f"catalog {registry}/{repository}: tag {name!r} is an alias of "
+                                             f"{value!r}, which is not a tag of the repository")
+                        if value in aliases + (name,):
+                            raise ValueError(f"catalog {registry}/{repository}: tag {name!r} is an alias of "
+                                             f"{value!r}, which leads back to it: no manifest")
+                        tags[name] = tag(value, aliases + (name,))
+                    else:
+                        tags[name] = serialize(value, resolve)
+                return tags[name]
+
+            for name in written:
+                tag(name)
+            digests = {}
+            pending = list(tags.values())
+            while pending:
+                manifest = pending.pop()
+                digests[manifest[2]] = manifest
+                pending.extend(manifest[3])
+            registries[registry][repository] = {"tags": tags, "digests": digests}
     return registries
 
 
@@ -258,6 +369,20 @@ class Emulator:
         # (region, repository, digest) -> [requests so far, of which answered with a URL, time of the first]
         self.layer_requests = {}
         self.seen = {}  # request key of a fault decision -> how many times it was seen
+        self.upstream_credentials = {
+            registry: f"{credential['username']}:{credential['accessToken']}"
+            for registry, credential in config.get("upstream_credentials", {}).items()
+        }
+        self.upstream_page_size = int(config.get("upstream_page_size", 100))
+        self.upstream_max_page_size = int(config.get("upstream_max_page_size", 1000))
+        self.upstream_token_seconds = int(config.get("upstream_token_seconds", 300))
+        upstream_faults = config.get("upstream_faults", {})
+        self.upstream_throttled = int(upstream_faults.get("throttle_requests", 0))
+        self.upstream_retry_after = int(upstream_faults.get("retry_after_seconds", 1))
+        self.upstream_unavailable = int(upstream_faults.get("unavailable_requests", 0))
+        self.tokens = {}  # token -> (registry, scopes, expiry on time.monotonic())
+        self.listings = {}  # (registry, repository) -> tags/list requests with a valid token so far
+        self.upstream_log = []
         self.lock = threading.RLock()
         self.moto = DomainDispatcherApplication(create_backend_app)
         # moto keeps its state per process: an emulator starts from an empty registry.
@@ -290,6 +415,8 @@ class Emulator:
                 repository.get("imageTagMutability", "MUTABLE"), [])
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").startswith(UPSTREAM_PREFIX):
+            return self.upstream(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith(TARGET_PREFIX):
             return self.moto(environ, start_response)
@@ -337,6 +464,147 @@ class Emulator:
             self.seen[key] = seen + 1
         return draw(self.seed, *key, seen) < share
 
+    # --- the upstream registries' API (Docker registry API v2 / OCI distribution) ---
+
+    def upstream(self, environ, start_response):
+        path = environ["PATH_INFO"][len(UPSTREAM_PREFIX):]
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path.rstrip("/") == "_requests":
+            with self.lock:
+                if method == "DELETE":
+                    self.upstream_log.clear()
+                    log = []
+                else:
+                    log = list(self.upstream_log)
+            return upstream_respond(start_response, 200, log)
+        registry, _, rest = path.partition("/")
+        rest = "/" + rest
+        status, body, headers = self.upstream_answer(environ, method, registry, rest)
+        scheme = environ.get("HTTP_AUTHORIZATION", "").split(" ", 1)[0].lower()
+        with self.lock:
+            self.upstream_log.append({
+                "registry": registry,
+                "method": method,
+                "path": rest,
+                "query": environ.get("QUERY_STRING", ""),
+                "auth": scheme if scheme in ("basic", "bearer") else "none",
+                "status": status,
+            })
+        return upstream_respond(start_response, status, body, headers, head=method == "HEAD")
+
+    def upstream_answer(self, environ, method, registry, path):
+        """(status, JSON body, headers) of a request to an upstream registry."""
+        if not self.catalog.has_registry(registry):
+            return 404, {"errors": [{"code": "NOT_FOUND", "message": "no such registry in the emulator's catalog",
+                                     "detail": {"registry": registry}}]}, []
+        if method not in ("GET", "HEAD"):
+            return 405, {"errors": [{"code": "UNSUPPORTED", "message": "The operation is unsupported."}]}, []
+        if path == "/token":
+            return self.upstream_token(environ, registry)
+        if path in ("/v2", "/v2/"):
+            if self.bearer(environ, registry) is None:
+                return self.challenge(environ, registry, None)
+            return 200, {}, []
+        if path.startswith("/v2/") and path.endswith("/tags/list") and len(path) > len("/v2//tags/list"):
+            return self.upstream_tags(environ, registry, path[len("/v2/"):-len("/tags/list")])
+        name, sep, reference = path[len("/v2/"):].rpartition("/manifests/")
+        if path.startswith("/v2/") and sep and name and reference:
+            return self.upstream_manifest(environ, registry, name, reference)
+        return 404, {"errors": [{"code": "NOT_FOUND", "message": "not found"}]}, []
+
+    def upstream_token(self, environ, registry):
+        credential = self.upstream_credentials.get(registry)
+        if credential is not None and basic_credential(environ) != credential:
+            return 401, {"details": "incorrect username or password"}, [
+                ("WWW-Authenticate", f'Basic realm="{registry}"')]
+        scopes = set()
+        for value in parse_qs(environ.get("QUERY_STRING", "")).get("scope", []):
+            for scope in value.split():
+                kind, _, rest = scope.partition(":")
+                name, _, actions = rest.rpartition(":")
+                if kind == "repository" and name and ({"pull", "*"} & set(actions.split(","))):
+                    scopes.add(f"repository:{name}:pull")
+        token = secrets.token_urlsafe(32)
+        with self.lock:
+            self.tokens[token] = (registry, frozenset(scopes), time.monotonic() + self.upstream_token_seconds)
+        issued = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return 200, {"token": token, "access_token": token, "expires_in": self.upstream_token_seconds,
+                     "issued_at": issued}, []
+
+    def bearer(self, environ, registry):
+        """The scopes of the request's Bearer token if it is one this registry issued and it has
+        not expired, else None."""
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        with self.lock:
+            issued = self.tokens.get(token.strip())
+        if issued is None or issued[0] != registry or time.monotonic() >= issued[2]:
+            return None
+        return issued[1]
+
+    def challenge(self, environ, registry, name):
+        """401 with the Bearer challenge that tells where to get a token (for name's pull scope)."""
+        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        header = f'Bearer realm="http://{host}{UPSTREAM_PREFIX}{registry}/token",service="{registry}"'
+        if name is None:
+            return 401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required",
+                                     "detail": None}]}, [("WWW-Authenticate", header)]
+        header += f',scope="repository:{name}:pull",error="insufficient_scope"'
+        detail = [{"Type": "repository", "Class": "", "Name": name, "Action": "pull"}]
+        return 401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required",
+                                 "detail": detail}]}, [("WWW-Authenticate", header)]
+
+    def authorized(self, environ, registry, name):
+        scopes = self.bearer(environ, registry)
+        return scopes is not None and f"repository:{name}:pull" in scopes
+
+    def upstream_tags(self, environ, registry, name):
+        if not self.authorized(environ, registry, name):
+            return self.challenge(environ, registry, name)
+        with self.lock:
+            earlier = self.listings.get((registry, name), 0)
+            self.listings[(registry, name)] = earlier + 1
+        if earlier < self.upstream_throttled:
+            return 429, {"errors": [UPSTREAM_ERRORS[429]]}, [("Retry-After", str(self.upstream_retry_after))]
+        if earlier < self.upstream_throttled + self.upstream_unavailable:
+            return 503, {"errors": [UPSTREAM_ERRORS[503]]}, []
+        repository = self.catalog.repository(registry, name)
+        if repository is None:
+            return name_unknown(name)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        try:
+            size = int(query.get("n", [self.upstream_page_size])[0])
+            if size < 0:
+                raise ValueError
+        except ValueError:
+            return 400, {"errors": [{"code": "PAGINATION_NUMBER_INVALID", "message": "invalid number of results "
+                                     "requested", "detail": {"n": query["n"][0]}}]}, []
+        size = min(size, self.upstream_max_page_size)
+        tags = sorted(repository["tags"])
+        if "last" in query:
+            tags = [tag for tag in tags if tag > query["last"][0]]
+        page = tags[:size]
+        headers = []
+        if page and len(tags) > len(page):
+            link = (f"{UPSTREAM_PREFIX}{registry}/v2/{name}/tags/list?n={size}"
+                    f"&last={quote(page[-1], safe='')}")
+            headers.append(("Link", f'<{link}>; rel="next"'))
+        return 200, {"name": name, "tags": page}, headers
+
+    def upstream_manifest(self, environ, registry, name, reference):
+        if not self.authorized(environ, registry, name):
+            return self.challenge(environ, registry, name)
+        repository = self.catalog.repository(registry, name)
+        if repository is None:
+            return name_unknown(name)
+        found = (repository["digests"] if reference.startswith("sha256:") else repository["tags"]).get(reference)
+        if found is None:
+            return 404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown",
+                                     "detail": {"Tag" if ":" not in reference else "Digest": reference}}]}, []
+        body, media_type, digest, _ = found
+        return 200, body, [("Content-Type", media_type), ("Docker-Content-Digest", digest)]
+
     # --- pull-through cache rules ---
 
     def create_rule(self, request, region):
@@ -352,7 +620,7 @@ class Emulator:
             "upstreamRegistryUrl": url,
             "createdAt": datetime.now(timezone.utc).timestamp(),
             "registryId": DEFAULT_ACCOUNT_ID,
-            "upstreamRegistry": request.get("upstreamRegistry", UPSTREAM_NAMES.get(url, "docker-hub")),
+            "upstreamRegistry": request.get("upstreamRegistry", upstream_name(url)),
             "upstreamRepositoryPrefix": request.get("upstreamRepositoryPrefix", "ROOT"),
         }
         if "credentialArn" in request:
@@ -661,6 +929,35 @@ def respond(start_response, status, body):
     return [data]
 
 
+def basic_credential(environ):
+    """"username:password" of a Basic Authorization header, or None."""
+    scheme, _, encoded = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def name_unknown(name):
+    return 404, {"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry",
+                             "detail": {"name": name}}]}, []
+
+
+def upstream_respond(start_response, status, body, headers=(), head=False):
+    """A registry's answer: JSON, or a manifest's own bytes."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    names = {name.lower() for name, _ in headers}
+    start_response(f"{status} {HTTPStatus(status).phrase}", [
+        *([] if "content-type" in names else [("Content-Type", "application/json")]),
+        ("Content-Length", str(len(data))),
+        ("Docker-Distribution-API-Version", "registry/2.0"),
+        *headers,
+    ])
+    return [b"" if head else data]
+
+
 class QuietHandler(WSGIRequestHandler):
     """No access log line per request."""
 
@@ -686,7 +983,9 @@ def main(argv=None):
                         "repository_creation_templates, repositories, invalid_credentials, pending_layer_share, "
                         "pending_layer_requests, pending_layer_seconds, pending_layers, layer_errors, "
                         "faults (latency_ms, throttle_share, upstream_unavailable_share, "
-                        "upstream_layer_error_share, seed), described below")
+                        "upstream_layer_error_share, seed), upstream_credentials, upstream_page_size, "
+                        "upstream_max_page_size, upstream_token_seconds, upstream_faults (throttle_requests, "
+                        "retry_after_seconds, unavailable_requests), described below")
     parser.add_argument("--catalog", help="the upstream catalog (default: catalog.json beside this file)")
     parser.add_argument("--rule", action="append", default=[], metavar="PREFIX=UPSTREAM",
                         help="a pull-through cache rule to create at start; repeatable")

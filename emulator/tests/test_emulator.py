@@ -1,13 +1,18 @@
-"""The emulator's pull-through cache behaviour, over HTTP with boto3."""
+"""The emulator's pull-through cache behaviour, over HTTP with boto3, and its upstream registries' API
+over HTTP with http.client."""
 
+import base64
 import hashlib
+import http.client
 import json
 import os
+import re
 import shutil
 import sys
 import time
 
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urljoin, urlsplit
 
 import boto3
 import pytest
@@ -501,3 +506,344 @@ def test_repositories_at_start_keep_their_tag_mutability(start):
                               {"repositoryName": "docker-hub/library/redis"}])
     found = {r["repositoryName"]: r["imageTagMutability"] for r in ecr.describe_repositories()["repositories"]}
     assert found == {"ecr-public/docker/library/redis": "IMMUTABLE", "docker-hub/library/redis": "MUTABLE"}
+
+
+# --- the upstream registries' API (registry API v2) ---
+
+NGINX_TAGS = [
+    "1.25.5", "1.26", "1.26.0", "1.26.1", "1.26.2", "1.26.3", "1.27", "1.27.0", "1.27.0-alpine", "1.27.1",
+    "1.27.1-alpine", "1.27.2", "1.27.2-alpine", "1.27.3", "1.27.3-alpine", "1.27.3-alpine-slim", "1.27.4-rc1",
+    "1.28.0", "alpine", "latest", "mainline", "stable"]
+NODE_EXPORTER_TAGS = ["latest", "master", "v1.7.0", "v1.8.0", "v1.8.1", "v1.8.2", "v1.9.0"]
+APP_TAGS = ["1.9.0", "2.0.0", "2.1.0", "2.1.1", "3.0.0", "3.1.0-beta1", "latest"]
+LOCAL = {"ecrRepositoryPrefix": "local", "upstreamRegistryUrl": "localhost:5000"}
+
+
+class Answer:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def http_get(url, token=None, basic=None, method="GET", host=None):
+    """One request with http.client (no redirects, no retries, 4xx and 5xx answered as they are)."""
+    parts = urlsplit(url)
+    headers = {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if basic:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(basic).encode()).decode()
+    if host:
+        headers["Host"] = host
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
+        response = connection.getresponse()
+        return Answer(response.status, response.headers, response.read())
+    finally:
+        connection.close()
+
+
+def upstream(ecr, registry="registry-1.docker.io"):
+    """The base URL of an upstream registry of the emulator that serves this client."""
+    return f"{ecr.meta.endpoint_url}/upstream/{registry}"
+
+
+def token_for(ecr, registry, *names, basic=None):
+    scopes = "&".join(f"scope=repository:{name}:pull" for name in names)
+    answer = http_get(f"{upstream(ecr, registry)}/token?service={registry}&{scopes}", basic=basic)
+    assert answer.status == 200, answer.body
+    return answer.json()["token"]
+
+
+def list_all(ecr, registry, name, token, first_query=""):
+    """Every page of a tag list, following the Link headers; the pages' tag lists."""
+    url = f"{upstream(ecr, registry)}/v2/{name}/tags/list{first_query}"
+    pages = []
+    while url:
+        answer = http_get(url, token)
+        assert answer.status == 200, answer.body
+        assert answer.json()["name"] == name
+        pages.append(answer.json()["tags"])
+        link = answer.headers.get("Link")
+        if link is None:
+            break
+        target, _, relation = link.partition(";")
+        assert relation.strip() == 'rel="next"' and target.startswith("<") and target.endswith(">"), link
+        url = urljoin(url, target[1:-1])
+    return pages
+
+
+def test_upstream_v2_challenges_with_a_realm_built_from_the_host(start):
+    ecr = start()
+    port = urlsplit(ecr.meta.endpoint_url).port
+    answer = http_get(f"{upstream(ecr)}/v2/")
+    assert answer.status == 401
+    assert answer.headers["WWW-Authenticate"] == (
+        f'Bearer realm="http://127.0.0.1:{port}/upstream/registry-1.docker.io/token",service="registry-1.docker.io"')
+    assert answer.json() == {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required", "detail": None}]}
+    assert answer.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+    behind = http_get(f"{upstream(ecr, 'localhost:5000')}/v2/", host="registry.test:8080")
+    assert behind.headers["WWW-Authenticate"] == (
+        'Bearer realm="http://registry.test:8080/upstream/localhost:5000/token",service="localhost:5000"')
+
+    token = token_for(ecr, "registry-1.docker.io", "library/nginx")
+    answer = http_get(f"{upstream(ecr)}/v2/", token)
+    assert (answer.status, answer.json()) == (200, {})
+    assert http_get(f"{upstream(ecr, 'quay.io')}/v2/", token).status == 401, "a token of another registry"
+    assert http_get(f"{upstream(ecr)}/v2/", "not-a-token").status == 401
+    assert http_get(f"{upstream(ecr, 'ghcr.io')}/v2/").status == 404, "not in the catalog"
+
+
+def test_upstream_anonymous_token_for_a_pull_scope(start):
+    ecr = start()
+    answer = http_get(f"{upstream(ecr)}/token?service=registry-1.docker.io&scope=repository:library/nginx:pull")
+    assert answer.status == 200
+    body = answer.json()
+    assert body["token"] == body["access_token"] and len(body["token"]) >= 20
+    assert body["expires_in"] == 300
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["issued_at"]), body["issued_at"]
+    assert token_for(ecr, "registry-1.docker.io", "library/nginx") != body["token"], "random"
+
+    nginx = http_get(f"{upstream(ecr)}/v2/library/nginx/tags/list", body["token"])
+    assert nginx.status == 200
+    redis = http_get(f"{upstream(ecr)}/v2/library/redis/tags/list", body["token"])
+    assert redis.status == 401, "the token's scope is nginx's"
+    assert redis.headers["WWW-Authenticate"].endswith(
+        ',service="registry-1.docker.io",scope="repository:library/redis:pull",error="insufficient_scope"')
+    both = token_for(ecr, "registry-1.docker.io", "library/nginx", "library/redis")
+    for name in ("library/nginx", "library/redis"):
+        assert http_get(f"{upstream(ecr)}/v2/{name}/tags/list", both).status == 200
+    spaced = http_get(f"{upstream(ecr)}/token?scope=repository:library/alpine:pull%20repository:library/redis:pull")
+    assert http_get(f"{upstream(ecr)}/v2/library/alpine/tags/list", spaced.json()["token"]).status == 200
+
+    unauthenticated = http_get(f"{upstream(ecr)}/v2/library/nginx/tags/list")
+    assert unauthenticated.status == 401
+    assert unauthenticated.headers["WWW-Authenticate"] == (
+        f'Bearer realm="http://127.0.0.1:{urlsplit(ecr.meta.endpoint_url).port}/upstream/registry-1.docker.io/token",'
+        'service="registry-1.docker.io",scope="repository:library/nginx:pull",error="insufficient_scope"')
+    assert unauthenticated.json()["errors"][0]["code"] == "UNAUTHORIZED"
+
+
+def test_upstream_tokens_expire(start):
+    ecr = start(upstream_token_seconds=1)
+    token = token_for(ecr, "quay.io", "prometheus/node-exporter")
+    url = f"{upstream(ecr, 'quay.io')}/v2/prometheus/node-exporter/tags/list"
+    assert http_get(url, token).status == 200
+    time.sleep(1.1)
+    assert http_get(url, token).status == 401
+
+
+def test_upstream_credentials_are_required_and_checked(start):
+    ecr = start(upstream_credentials={"localhost:5000": {"username": "team", "accessToken": "s3cret"}})
+    token_url = f"{upstream(ecr, 'localhost:5000')}/token?service=localhost:5000&scope=repository:team/app:pull"
+    for basic in (None, ("team", "wrong"), ("other", "s3cret")):
+        answer = http_get(token_url, basic=basic)
+        assert (answer.status, answer.json()) == (401, {"details": "incorrect username or password"}), basic
+    answer = http_get(token_url, basic=("team", "s3cret"))
+    assert answer.status == 200
+    listed = http_get(f"{upstream(ecr, 'localhost:5000')}/v2/team/app/tags/list", answer.json()["token"])
+    assert (listed.status, listed.json()) == (200, {"name": "team/app", "tags": APP_TAGS})
+    # The other registries still give tokens to anyone.
+    assert token_for(ecr, "quay.io", "prometheus/node-exporter")
+
+
+def test_upstream_tags_are_listed_in_lexical_order_page_by_page(start):
+    ecr = start()
+    token = token_for(ecr, "registry-1.docker.io", "library/nginx")
+    url = f"{upstream(ecr)}/v2/library/nginx/tags/list"
+    everything = http_get(url, token)
+    assert everything.json() == {"name": "library/nginx", "tags": NGINX_TAGS}
+    assert NGINX_TAGS == sorted(NGINX_TAGS)
+    assert "Link" not in everything.headers
+
+    first = http_get(f"{url}?n=5", token)
+    assert first.json()["tags"] == NGINX_TAGS[:5]
+    assert first.headers["Link"] == (
+        '</upstream/registry-1.docker.io/v2/library/nginx/tags/list?n=5&last=1.26.2>; rel="next"')
+    after = http_get(f"{url}?n=3&last=1.27.2", token)
+    assert after.json()["tags"] == ["1.27.2-alpine", "1.27.3", "1.27.3-alpine"]
+    assert http_get(f"{url}?last=1.27.4", token).json()["tags"] == ["1.27.4-rc1", "1.28.0", "alpine", "latest",
+                                                                    "mainline", "stable"]
+    assert http_get(f"{url}?last=zzz", token).json()["tags"] == []
+
+    for size in (1, 5, 7, 21, 22, 100):
+        pages = list_all(ecr, "registry-1.docker.io", "library/nginx", token, f"?n={size}")
+        assert [tag for page in pages for tag in page] == NGINX_TAGS, size
+        assert len(pages) == -(-len(NGINX_TAGS) // size), "a Link until the last page, none after it"
+        assert all(len(page) == size for page in pages[:-1])
+
+    quay = token_for(ecr, "quay.io", "prometheus/node-exporter")
+    assert list_all(ecr, "quay.io", "prometheus/node-exporter", quay, "?n=2") == [
+        ["latest", "master"], ["v1.7.0", "v1.8.0"], ["v1.8.1", "v1.8.2"], ["v1.9.0"]]
+
+
+def test_upstream_page_sizes_by_default_and_at_most(start):
+    ecr = start(upstream_page_size=4, upstream_max_page_size=6)
+    token = token_for(ecr, "registry-1.docker.io", "library/nginx")
+    url = f"{upstream(ecr)}/v2/library/nginx/tags/list"
+    answer = http_get(url, token)
+    assert answer.json()["tags"] == NGINX_TAGS[:4]
+    assert answer.headers["Link"].startswith("</upstream/registry-1.docker.io/v2/library/nginx/tags/list?n=4&last=")
+    capped = http_get(f"{url}?n=1000", token)
+    assert capped.json()["tags"] == NGINX_TAGS[:6]
+    assert "?n=6&last=1.26.3>" in capped.headers["Link"]
+    pages = list_all(ecr, "registry-1.docker.io", "library/nginx", token)
+    assert [tag for page in pages for tag in page] == NGINX_TAGS and len(pages) == 6
+    assert http_get(f"{url}?n=-1", token).status == 400
+
+
+def test_upstream_unknown_repository_and_registry(start):
+    ecr = start()
+    token = token_for(ecr, "registry-1.docker.io", "library/missing")
+    answer = http_get(f"{upstream(ecr)}/v2/library/missing/tags/list", token)
+    assert (answer.status, answer.json()) == (404, {"errors": [{
+        "code": "NAME_UNKNOWN", "message": "repository name not known to registry",
+        "detail": {"name": "library/missing"}}]})
+    assert http_get(f"{upstream(ecr, 'ghcr.io')}/v2/owner/image/tags/list", token).status == 404
+    assert http_get(f"{upstream(ecr, 'ghcr.io')}/token?scope=repository:owner/image:pull").status == 404
+    # The registry's path is not its repository's: nginx is library/nginx on Docker Hub.
+    unqualified = token_for(ecr, "registry-1.docker.io", "nginx")
+    assert http_get(f"{upstream(ecr)}/v2/nginx/tags/list", unqualified).status == 404
+
+
+def test_upstream_throttles_then_is_unavailable_then_answers(start):
+    ecr = start(upstream_faults={"throttle_requests": 2, "retry_after_seconds": 3, "unavailable_requests": 1})
+    token = token_for(ecr, "registry-1.docker.io", "library/nginx", "library/redis")
+    url = f"{upstream(ecr)}/v2/library/nginx/tags/list"
+    assert http_get(url).status == 401, "without a token: not counted"
+    answers = [http_get(url, token) for _ in range(5)]
+    assert [a.status for a in answers] == [429, 429, 503, 200, 200]
+    assert answers[0].headers["Retry-After"] == "3"
+    assert answers[0].json() == {"errors": [{"code": "TOOMANYREQUESTS", "message": "rate limit exceeded"}]}
+    assert answers[2].json() == {"errors": [{"code": "UNAVAILABLE", "message": "service unavailable"}]}
+    assert "Retry-After" not in answers[2].headers
+    assert answers[3].json()["tags"] == NGINX_TAGS
+    # Each repository is counted on its own.
+    redis = [http_get(f"{upstream(ecr)}/v2/library/redis/tags/list", token).status for _ in range(4)]
+    assert redis == [429, 429, 503, 200]
+
+    default = start(upstream_faults={"throttle_requests": 1})
+    token = token_for(default, "quay.io", "prometheus/node-exporter")
+    answer = http_get(f"{upstream(default, 'quay.io')}/v2/prometheus/node-exporter/tags/list", token)
+    assert (answer.status, answer.headers["Retry-After"]) == (429, "1")
+
+
+def test_upstream_request_log(start):
+    ecr = start(upstream_credentials={"localhost:5000": {"username": "team", "accessToken": "s3cret"}})
+    log_url = f"{ecr.meta.endpoint_url}/upstream/_requests"
+    assert http_get(log_url).json() == []
+    http_get(f"{upstream(ecr)}/v2/")
+    token = token_for(ecr, "registry-1.docker.io", "library/nginx")
+    http_get(f"{upstream(ecr)}/v2/library/nginx/tags/list?n=2&last=1.27", token)
+    http_get(f"{upstream(ecr, 'localhost:5000')}/token?scope=repository:team/app:pull", basic=("team", "s3cret"))
+    pull(ecr, NGINX, "1.26")  # an ECR call: not an upstream request
+    answer = http_get(log_url)
+    assert answer.status == 200
+    assert answer.json() == [
+        {"registry": "registry-1.docker.io", "method": "GET", "path": "/v2/", "query": "", "auth": "none",
+         "status": 401},
+        {"registry": "registry-1.docker.io", "method": "GET", "path": "/token",
+         "query": "service=registry-1.docker.io&scope=repository:library/nginx:pull", "auth": "none", "status": 200},
+        {"registry": "registry-1.docker.io", "method": "GET", "path": "/v2/library/nginx/tags/list",
+         "query": "n=2&last=1.27", "auth": "bearer", "status": 200},
+        {"registry": "localhost:5000", "method": "GET", "path": "/token", "query": "scope=repository:team/app:pull",
+         "auth": "basic", "status": 200},
+    ]
+    assert token not in answer.body.decode() and "s3cret" not in answer.body.decode()
+    assert http_get(log_url, method="DELETE").status == 200
+    assert http_get(log_url).json() == []
+
+
+def test_upstream_manifests_are_what_the_cache_imports(start):
+    ecr = start()
+    token = token_for(ecr, "registry-1.docker.io", "library/nginx")
+    answer = http_get(f"{upstream(ecr)}/v2/library/nginx/manifests/1.27.2", token)
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/vnd.oci.image.index.v1+json"
+    digest = answer.headers["Docker-Content-Digest"]
+    assert digest == "sha256:" + hashlib.sha256(answer.body).hexdigest()
+    image = pull(ecr, NGINX, "1.27.2")["images"][0]
+    assert (image["imageId"]["imageDigest"], image["imageManifest"].encode()) == (digest, answer.body)
+    child = json.loads(answer.body)["manifests"][1]["digest"]
+    by_digest = http_get(f"{upstream(ecr)}/v2/library/nginx/manifests/{child}", token, method="HEAD")
+    assert (by_digest.status, by_digest.headers["Docker-Content-Digest"], by_digest.body) == (200, child, b"")
+    assert http_get(f"{upstream(ecr)}/v2/library/nginx/manifests/9.99", token).json()["errors"][0]["code"] == (
+        "MANIFEST_UNKNOWN")
+    assert http_get(f"{upstream(ecr)}/v2/library/nginx/manifests/1.27.2").status == 401
+
+
+def test_listed_tags_are_pulled_through_the_cache(start):
+    ecr = start()
+    token = token_for(ecr, "registry-1.docker.io", "library/nginx")
+    tags = http_get(f"{upstream(ecr)}/v2/library/nginx/tags/list", token).json()["tags"]
+    failed = pull(ecr, NGINX, *tags)["failures"]
+    assert failed == [], "every listed tag can be pulled"
+    digests = {}
+    for tag in tags:
+        digests[tag] = ecr.describe_images(repositoryName=NGINX, imageIds=[{"imageTag": tag}])["imageDetails"][0][
+            "imageDigest"]
+    # An alias is the image of its tag: one image, several tags.
+    assert digests["1.27.3"] == digests["1.27"] == digests["latest"] == digests["mainline"]
+    assert digests["stable"] == digests["1.26.3"] == digests["1.26"]
+    assert len({digests[f"1.27.{patch}"] for patch in range(4)}) == 4
+    for patch in range(4):
+        index = json.loads(pull(ecr, NGINX, f"1.27.{patch}")["images"][0]["imageManifest"])
+        assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+        assert [m["platform"]["architecture"] for m in index["manifests"]][:2] == ["amd64", "arm64"]
+        for entry in index["manifests"]:
+            child = ecr.batch_get_image(repositoryName=NGINX, imageIds=[{"imageDigest": entry["digest"]}])
+            assert child["images"], f"1.27.{patch}'s {entry['platform']} is in the cache"
+    cached = ecr.describe_images(repositoryName=NGINX, imageIds=[{"imageTag": "1.27.3"}])["imageDetails"][0]
+    assert {"1.27", "1.27.3", "latest", "mainline"} <= set(cached["imageTags"])
+
+
+def test_a_localhost_5000_rule_pulls_what_that_registry_lists(start):
+    ecr = start(rules=[])
+    rule = ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="local", upstreamRegistryUrl="localhost:5000")
+    assert (rule["upstreamRegistryUrl"], rule["upstreamRegistry"]) == ("localhost:5000", "docker-hub")
+    token = token_for(ecr, "localhost:5000", "team/app")
+    listed = http_get(f"{upstream(ecr, 'localhost:5000')}/v2/team/app/tags/list", token).json()["tags"]
+    assert listed == APP_TAGS
+    upstream_digest = http_get(f"{upstream(ecr, 'localhost:5000')}/v2/team/app/manifests/2.1.1", token).headers[
+        "Docker-Content-Digest"]
+    answer = pull(ecr, "local/team/app", "2.1.1")
+    assert answer["failures"] == []
+    assert answer["images"][0]["imageId"] == {"imageTag": "2.1.1", "imageDigest": upstream_digest}
+    assert pull(ecr, "local/team/app", "latest")["images"][0]["imageId"]["imageDigest"] == (
+        pull(ecr, "local/team/app", "3.0.0")["images"][0]["imageId"]["imageDigest"])
+    assert pull(ecr, "local/team/app", "9.9.9")["failures"][0]["failureCode"] == "ImageNotFound"
+
+    configured = start(rules=[LOCAL])
+    rules = configured.describe_pull_through_cache_rules()["pullThroughCacheRules"]
+    assert [(r["ecrRepositoryPrefix"], r["upstreamRegistryUrl"]) for r in rules] == [("local", "localhost:5000")]
+    assert pull(configured, "local/team/app", "2.1.1")["images"][0]["imageId"]["imageDigest"] == upstream_digest
+
+
+def test_the_catalog_lists_the_tags_that_selectors_choose_from(start):
+    ecr = start()
+    for registry, name, expected in [("registry-1.docker.io", "library/nginx", NGINX_TAGS),
+                                     ("quay.io", "prometheus/node-exporter", NODE_EXPORTER_TAGS),
+                                     ("localhost:5000", "team/app", APP_TAGS)]:
+        token = token_for(ecr, registry, name)
+        assert http_get(f"{upstream(ecr, registry)}/v2/{name}/tags/list", token).json()["tags"] == expected
+    # The tags that were there before are still there.
+    for registry, name, tag in [("registry-1.docker.io", "library/redis", "7.4"),
+                                ("registry-1.docker.io", "library/alpine", "3.20"),
+                                ("public.ecr.aws", "docker/library/redis", "7"),
+                                ("registry.k8s.io", "pause", "3.10")]:
+        token = token_for(ecr, registry, name)
+        assert tag in http_get(f"{upstream(ecr, registry)}/v2/{name}/tags/list", token).json()["tags"]
+
+
+def test_catalog_aliases(tmp_path):
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": []}
+    loaded = ecr_emulator.load_catalog({"r": {"a": {"tags": {"1": manifest, "one": "1", "uno": "one"}}}})
+    tags = loaded["r"]["a"]["tags"]
+    assert tags["uno"] == tags["one"] == tags["1"]
+    assert set(loaded["r"]["a"]["digests"]) == {tags["1"][2]}
+    for broken in ({"one": "missing"}, {"one": "two", "two": "one"}, {"one": "one"}):
+        with pytest.raises(ValueError):
+            ecr_emulator.load_catalog({"r": {"a": {"tags": broken}}})
