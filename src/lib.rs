@@ -21,4 +21,5 @@ pub mod reference;
 pub mod retry;
 pub mod rules;
 pub mod s3;
+pub mod upstream;
 pub mod warm;
