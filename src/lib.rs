@@ -22,4 +22,5 @@ pub mod retry;
 pub mod rules;
 pub mod s3;
 pub mod selector;
+pub mod upstream;
 pub mod warm;
