@@ -18,6 +18,10 @@ use crate::metrics;
 use crate::outcome::ImageOutcome;
 use crate::plan::{self, ListEntry, PlannedImage, Source};
 use crate::rules::{Rule, RuleError, Rules};
+use crate::upstream::credential::Credentials;
+use crate::upstream::endpoints::{Endpoint, Endpoints};
+use crate::upstream::resolver::Resolver;
+use crate::upstream::tags::TagLister;
 use crate::warm::{self, LayerMode, Platform, Report, WarmOptions};
 
 /// Exit code when some image could not be planned or warmed.
@@ -55,6 +59,11 @@ enum Command {
 struct PlanArgs {
     #[command(flatten)]
     input: InputArgs,
+
+    /// List each selector's tags upstream and show the images it selects (otherwise
+    /// selectors are shown as written, and plan makes no call upstream)
+    #[arg(long)]
+    resolve: bool,
 
     #[command(flatten)]
     ecs: EcsArgs,
@@ -128,6 +137,11 @@ struct InputArgs {
     /// AWS Region (default: from the environment and AWS config, as the AWS CLI does)
     #[arg(long)]
     region: Option<String>,
+
+    /// Send a registry's API calls, which list selectors' tags, to another base URL (a mirror,
+    /// a test registry), e.g. registry-1.docker.io=http://127.0.0.1:5001. Repeatable
+    #[arg(long = "upstream-endpoint", value_name = "REGISTRY=URL", value_parser = parse_endpoint)]
+    upstream_endpoints: Vec<Endpoint>,
 }
 
 /// The images that ECS runs, added to the list.
@@ -190,6 +204,8 @@ pub enum UsageError {
     Doctor(#[from] doctor::DoctorError),
     #[error(transparent)]
     Ecs(#[from] ecs::EcsError),
+    #[error("invalid --upstream-endpoint: {0}")]
+    Endpoints(crate::upstream::endpoints::EndpointError),
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -211,7 +227,9 @@ pub async fn run() -> ExitCode {
 
 async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
     let scope = args.ecs.scope();
+    let resolve = args.resolve;
     let args = args.input;
+    let endpoints = args.endpoints()?;
     let inputs = args.read_images_or_ecs(scope.is_some())?;
     // With --rule and without --from-ecs, plan is offline: no AWS configuration is even loaded.
     let config = match args.rules.is_empty() || scope.is_some() {
@@ -222,6 +240,11 @@ async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
     let mut planned = plan_inputs(inputs, &rules);
     if let (Some(scope), Some(config)) = (&scope, &config) {
         planned.extend(ecs_images(config, scope, &rules, &planned, None).await?);
+    }
+    if resolve {
+        planned = args
+            .resolve_selectors(endpoints, config.as_ref(), planned, &rules, None)
+            .await;
     }
     let mut out = io::stdout().lock();
     written(match args.output {
@@ -252,6 +275,7 @@ async fn ecs_images(
 
 async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     let started = Instant::now();
+    let endpoints = args.input.endpoints()?;
     let scope = args.ecs.scope();
     let inputs = args.input.read_images_or_ecs(scope.is_some())?;
     // A metrics file that cannot be written is found before anything is pulled.
@@ -277,6 +301,10 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     if let Some(scope) = &scope {
         planned.extend(ecs_images(&config, scope, &rules, &planned, deadline).await?);
     }
+    let planned = args
+        .input
+        .resolve_selectors(endpoints, Some(&config), planned, &rules, deadline)
+        .await;
     // What ECS pulls without a cache is reported, not warmed.
     let (planned, not_warmed): (Vec<PlannedImage>, Vec<PlannedImage>) = planned
         .into_iter()
@@ -365,6 +393,11 @@ fn warm_document(
     Ok(document)
 }
 
+fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    text.parse()
+        .map_err(|error: crate::upstream::endpoints::EndpointError| error.to_string())
+}
+
 fn parse_platform(text: &str) -> Result<Platform, String> {
     text.parse()
         .map_err(|error: warm::platform::PlatformError| error.to_string())
@@ -437,6 +470,30 @@ impl InputArgs {
         Ok(inputs)
     }
 
+    /// The plan with its selectors' tags listed upstream, with the rules'
+    /// credentials when the AWS configuration is at hand.
+    async fn resolve_selectors(
+        &self,
+        endpoints: Endpoints,
+        config: Option<&SdkConfig>,
+        planned: Vec<PlannedImage>,
+        rules: &Rules,
+        deadline: Option<Instant>,
+    ) -> Vec<PlannedImage> {
+        if planned.iter().all(|image| image.unresolved.is_none()) {
+            return planned;
+        }
+        let credentials = Credentials::new(config.map(aws_sdk_secretsmanager::Client::new));
+        Resolver::new(TagLister::new(endpoints), credentials)
+            .resolve(planned, rules, deadline)
+            .await
+    }
+
+    /// The `--upstream-endpoint`s, which must name each registry once.
+    fn endpoints(&self) -> Result<Endpoints, UsageError> {
+        Endpoints::new(self.upstream_endpoints.clone()).map_err(UsageError::Endpoints)
+    }
+
     /// The AWS configuration from the usual chain, which must name a Region.
     async fn aws_config(&self) -> Result<SdkConfig, UsageError> {
         let config = crate::aws::load_config(self.region.clone()).await;
@@ -485,22 +542,34 @@ fn write_plan_table(out: &mut impl Write, planned: &[PlannedImage]) -> io::Resul
                         (None, None) => "latest (implied)".to_string(),
                     }
                 });
+                let version = match &image.unresolved {
+                    Some(_) => "selector (listed with --resolve)".to_string(),
+                    None => version,
+                };
+                let input = match &image.selector {
+                    Some(selector) if *selector != image.input => {
+                        format!("{} (selected by {selector})", image.input)
+                    }
+                    _ => image.input.clone(),
+                };
                 match (&image.target, &image.error) {
-                    (Some(target), _) => [
-                        image.input.clone(),
+                    (Some(target), None) => [
+                        input,
                         target.cache_repository.clone(),
                         version,
                         target.rule.clone(),
                     ],
                     (None, _) if image.not_warmed.is_some() => [
-                        image.input.clone(),
+                        input,
                         "-".to_string(),
                         version,
                         format!("not warmed: {}", image.not_warmed.as_deref().unwrap_or("")),
                     ],
-                    (None, error) => [
-                        image.input.clone(),
-                        "-".to_string(),
+                    (target, error) => [
+                        input,
+                        target
+                            .as_ref()
+                            .map_or("-".to_string(), |t| t.cache_repository.clone()),
                         version,
                         format!("error: {}", error.as_deref().unwrap_or("not planned")),
                     ],

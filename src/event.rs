@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::ecs::events::{self as ecs_events, EcsEvent};
 use crate::plan::read_list;
+use crate::selector::SelectorObject;
 
 const SCHEDULED_EVENT: &str = "Scheduled Event";
 const SQS_SOURCE: &str = "aws:sqs";
@@ -41,7 +42,7 @@ pub struct Message {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ImagesRequest {
-    images: Option<Vec<String>>,
+    images: Option<Vec<Value>>,
     /// Set by the function itself when it sends images to check again later.
     #[serde(default)]
     recheck: u32,
@@ -81,7 +82,7 @@ pub fn decode(payload: Value) -> Result<Trigger, EventError> {
         }
         let images = match event.detail.get("images") {
             None | Some(Value::Null) => None,
-            Some(images) => Some(string_list(images).map_err(|reason| EventError::Shape {
+            Some(images) => Some(entries(images).map_err(|reason| EventError::Shape {
                 kind: "EventBridge",
                 reason: format!("detail.images {reason}"),
             })?),
@@ -93,9 +94,15 @@ pub fn decode(payload: Value) -> Result<Trigger, EventError> {
             kind: "direct invocation",
             reason: error.to_string(),
         })?;
-    Ok(Trigger::Direct {
-        images: request.images,
-    })
+    let images = request
+        .images
+        .map(|images| entries(&Value::Array(images)))
+        .transpose()
+        .map_err(|reason| EventError::Shape {
+            kind: "direct invocation",
+            reason: format!("images {reason}"),
+        })?;
+    Ok(Trigger::Direct { images })
 }
 
 fn decode_sqs(payload: Value) -> Result<Trigger, EventError> {
@@ -147,6 +154,7 @@ fn message_body(body: &str) -> Result<(Vec<String>, u32), String> {
         let images = request
             .images
             .ok_or("the message body has no \"images\" list")?;
+        let images = entries(&Value::Array(images)).map_err(|reason| format!("images {reason}"))?;
         (images, request.recheck)
     } else {
         (read_list(body), 0)
@@ -157,16 +165,28 @@ fn message_body(body: &str) -> Result<(Vec<String>, u32), String> {
     Ok((images, recheck))
 }
 
-fn string_list(value: &Value) -> Result<Vec<String>, String> {
-    value
+/// A JSON list of entries: references and selectors as text, or selectors
+/// as objects (`{"repository": "nginx", "semver": "~1.27"}`), which are read
+/// into their text form.
+fn entries(value: &Value) -> Result<Vec<String>, String> {
+    let items = value
         .as_array()
-        .and_then(|items| {
-            items
-                .iter()
-                .map(|i| i.as_str().map(str::to_string))
-                .collect()
+        .ok_or("must be a list of references, selectors or selector objects")?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            Value::String(text) => Ok(text.clone()),
+            Value::Object(_) => SelectorObject::deserialize(item)
+                .map_err(|error| error.to_string())
+                .and_then(|object| object.to_entry().map_err(|error| error.to_string()))
+                .map_err(|error| format!("[{index}]: not a selector object: {error}")),
+            other => Err(format!(
+                "[{index}] is {other}: give a reference or selector as text, or a selector object \
+                 {{\"repository\": \"nginx\", \"semver\": \"~1.27\"}}"
+            )),
         })
-        .ok_or_else(|| "must be a list of strings".to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -198,7 +218,7 @@ mod tests {
         assert!(decode(with_images)
             .unwrap_err()
             .to_string()
-            .contains("detail.images must be a list of strings"));
+            .contains("detail.images must be a list of references, selectors or selector objects"));
     }
 
     #[test]
@@ -256,6 +276,44 @@ mod tests {
             "{error}"
         );
         assert!(decode(json!(["nginx"])).is_err());
+    }
+
+    #[test]
+    fn selectors_may_be_objects_in_json_bodies() {
+        let object = json!({"repository": "nginx", "semver": ">=1.26, <1.28",
+            "match": "-alpine$", "newest": 3});
+        let expected = vec![
+            "nginx:~1.27".to_string(),
+            "nginx:>=1.26, <1.28 match=-alpine$ newest=3".to_string(),
+        ];
+        assert_eq!(
+            decode(json!({"images": ["nginx:~1.27", object]})),
+            Ok(Trigger::Direct {
+                images: Some(expected.clone())
+            })
+        );
+        let body = json!({"images": ["nginx:~1.27", object]}).to_string();
+        let Ok(Trigger::Sqs(messages)) = decode(json!({"Records": [
+            {"messageId": "a", "body": body, "eventSource": "aws:sqs"}
+        ]})) else {
+            panic!("an SQS trigger")
+        };
+        assert_eq!(messages[0].images, Ok(expected));
+        let schedule = json!({"detail-type": "Scheduled Event", "source": "aws.events",
+            "detail": {"images": [object]}});
+        assert!(
+            matches!(decode(schedule), Ok(Trigger::Schedule { images: Some(images) }) if images.len() == 1)
+        );
+
+        let error = decode(json!({"images": ["redis:7", {"repository": "nginx", "semvr": "~1"}]}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("images [1]: not a selector object") && error.contains("semvr"),
+            "{error}"
+        );
+        let error = decode(json!({"images": [7]})).unwrap_err().to_string();
+        assert!(error.contains("images [0] is 7"), "{error}");
     }
 
     #[test]

@@ -19,6 +19,10 @@ use crate::outcome::{Failure, FailureContext, ImageOutcome, Status};
 use crate::plan::{self, ListEntry, PlannedImage, Source};
 use crate::rules::{RuleError, Rules};
 use crate::s3::ObjectUri;
+use crate::upstream::credential::Credentials;
+use crate::upstream::endpoints::Endpoints;
+use crate::upstream::resolver::Resolver;
+use crate::upstream::tags::TagLister;
 use crate::warm::{self, platform, LayerMode, Platform, Report, WarmOptions};
 
 const DEFAULT_FANOUT_THRESHOLD: usize = 500;
@@ -72,6 +76,9 @@ pub struct Settings {
     /// `WARM_FROM_ECS` and `WARM_ECS_CLUSTERS`: the configured list also holds
     /// the images that ECS runs.
     pub ecs: Option<ecs::Scope>,
+    /// `WARM_UPSTREAM_ENDPOINTS`: registries whose tags are listed elsewhere
+    /// (mirrors, tests), as `--upstream-endpoint`.
+    pub upstream_endpoints: Endpoints,
 }
 
 #[derive(Debug, Error)]
@@ -170,6 +177,10 @@ impl Settings {
                 Some(_) => return Err(invalid("WARM_DOCTOR", &var, "true or false".to_string())),
             },
             ecs: ecs_scope(&var)?,
+            upstream_endpoints: Endpoints::parse(
+                var("WARM_UPSTREAM_ENDPOINTS").map_or_else(Vec::new, |list| plan::read_list(&list)),
+            )
+            .map_err(|error| invalid("WARM_UPSTREAM_ENDPOINTS", &var, error.to_string()))?,
         })
     }
 }
@@ -262,6 +273,8 @@ pub struct Warmer {
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
     pub ecs: aws_sdk_ecs::Client,
+    /// Lists selectors' tags upstream.
+    pub resolver: Resolver,
     /// The first backoff of retried calls.
     pub backoff: Duration,
 }
@@ -305,6 +318,10 @@ async fn init() -> Result<Warmer, lambda_runtime::Error> {
         ecr: crate::aws::engine_ecr(&config),
         s3: aws_sdk_s3::Client::new(&config),
         ecs: aws_sdk_ecs::Client::new(&config),
+        resolver: Resolver::new(
+            TagLister::new(settings.upstream_endpoints.clone()),
+            Credentials::new(Some(aws_sdk_secretsmanager::Client::new(&config))),
+        ),
         settings,
         rules,
         backoff: WarmOptions::default().backoff,
@@ -443,6 +460,11 @@ async fn warm_list(
         .map(|input| input.plan(&warmer.rules))
         .collect();
     planned.extend(ecs::plan(discovered, &warmer.rules, &planned));
+    // Selectors are listed before fan-out: the queue carries the images they select.
+    let planned = warmer
+        .resolver
+        .resolve(planned, &warmer.rules, budget.warm_by)
+        .await;
     let (planned, not_warmed) = not_warmed_apart(planned);
     if let Some(queue_url) = &settings.queue_url {
         if planned.len() > settings.fanout_threshold {
@@ -658,8 +680,7 @@ async fn enqueue(
 async fn warm_messages(warmer: &Warmer, messages: &[Message], budget: Budget) -> SqsBatchResponse {
     let settings = &warmer.settings;
     let mut lost = Lost::default();
-    let mut planned: Vec<PlannedImage> = Vec::new();
-    let mut owners: Vec<usize> = Vec::new();
+    let mut plans: Vec<(usize, Vec<PlannedImage>)> = Vec::new();
     let mut again: Vec<&str> = Vec::new();
     for (position, message) in messages.iter().enumerate() {
         if message.message_id.is_empty() {
@@ -680,11 +701,24 @@ async fn warm_messages(warmer: &Warmer, messages: &[Message], budget: Budget) ->
             }
         };
         let message_plan = plan::plan(images, &warmer.rules);
-        if message_plan.iter().all(|image| image.reference.is_none()) {
+        if message_plan
+            .iter()
+            .all(|image| image.reference.is_none() && image.unresolved.is_none())
+        {
             tracing::error!(message_id = %message.message_id, "the message holds no valid image reference");
             again.push(&message.message_id);
             continue;
         }
+        plans.push((position, message_plan));
+    }
+    let (positions, plans): (Vec<usize>, Vec<Vec<PlannedImage>>) = plans.into_iter().unzip();
+    let plans = warmer
+        .resolver
+        .resolve_each(plans, &warmer.rules, budget.warm_by)
+        .await;
+    let mut planned: Vec<PlannedImage> = Vec::new();
+    let mut owners: Vec<usize> = Vec::new();
+    for (position, message_plan) in positions.into_iter().zip(plans) {
         owners.extend(std::iter::repeat_n(position, message_plan.len()));
         planned.extend(message_plan);
     }
@@ -1182,6 +1216,10 @@ mod tests {
         let settings = Settings::from_env(env(&pairs)).unwrap();
         Warmer {
             rules: settings.rules.clone().unwrap(),
+            resolver: Resolver::new(
+                TagLister::new(settings.upstream_endpoints.clone()),
+                Credentials::new(None),
+            ),
             settings,
             ecr: fake_ecr(),
             sqs: fake_queue(bodies),

@@ -2,11 +2,13 @@
 //! A bad line gets its own error; it never stops the others.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
 use crate::reference::Reference;
 use crate::rules::{self, Rules};
+use crate::selector::{self, Selector};
 
 /// One input line and what it will be warmed as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,24 @@ pub struct PlannedImage {
     /// Why an image that ECS pulls is left alone: it does not go through a
     /// pull-through cache, so warming could not help it. Not a failure.
     pub not_warmed: Option<String>,
+    /// The selector entry, as written, that the image was selected by (or
+    /// that this entry is, before its tags are listed).
+    pub selector: Option<String>,
+    /// A selector whose tags upstream are not listed yet: `plan` shows it
+    /// as it is, `warm` lists them first ([`crate::upstream`]).
+    pub unresolved: Option<Arc<Selector>>,
+    /// The code and hint of an entry that failed before any pull (a
+    /// selector's); other entries get theirs from the warm.
+    pub failure: Option<PlanFailure>,
+}
+
+/// Why an entry failed while it was planned, as the warm report says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanFailure {
+    pub code: &'static str,
+    pub hint: String,
+    /// Whether it may work later (an upstream that did not answer).
+    pub retryable: bool,
 }
 
 /// Where an entry came from: the list, what ECS runs, or an event.
@@ -85,6 +105,8 @@ pub struct PlanRecord<'a> {
     source: &'a Source,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_warmed: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selector: Option<&'a str>,
 }
 
 impl PlannedImage {
@@ -93,34 +115,100 @@ impl PlannedImage {
         let reference = match Reference::parse_normalized(&input) {
             Ok(reference) => reference,
             Err(error) => {
-                return PlannedImage {
-                    input,
-                    reference: None,
-                    target: None,
-                    error: Some(error.to_string()),
-                    source: Source::List,
-                    not_warmed: None,
+                return match selector::classify(&input) {
+                    Some(selector) => PlannedImage::of_selector(input, selector, rules),
+                    None => PlannedImage::failed(input, error.to_string()),
                 }
             }
         };
         let (target, error) = match rules.map(&reference) {
-            Ok(mapping) => (
-                Some(Target {
-                    cache_repository: mapping.cache_repository,
-                    rule: mapping.rule.to_string(),
-                    rule_prefix: mapping.rule.ecr_prefix().to_string(),
-                }),
-                None,
-            ),
+            Ok(mapping) => (Some(Target::of(&mapping)), None),
             Err(no_rule) => (None, Some(no_rule.to_string())),
         };
         PlannedImage {
-            input,
             reference: Some(reference),
             target,
             error,
+            ..PlannedImage::failed(input, String::new())
+        }
+    }
+
+    /// An entry that cannot be warmed, and why.
+    fn failed(input: String, error: String) -> PlannedImage {
+        PlannedImage {
+            input,
+            reference: None,
+            target: None,
+            error: Some(error),
             source: Source::List,
             not_warmed: None,
+            selector: None,
+            unresolved: None,
+            failure: None,
+        }
+    }
+
+    /// A selector entry: mapped onto its rule by its repository, its tags
+    /// not listed yet.
+    fn of_selector(
+        input: String,
+        selector: Result<Selector, selector::SelectorError>,
+        rules: &Rules,
+    ) -> PlannedImage {
+        let selector = match selector {
+            Ok(selector) => selector,
+            Err(error) => {
+                return PlannedImage {
+                    selector: Some(input.clone()),
+                    failure: Some(PlanFailure {
+                        code: "InvalidSelector",
+                        hint: "write a selector as REPOSITORY:[RANGE] [newest=N] [match=REGEX] \
+                               [exclude=REGEX], e.g. nginx:~1.27 or nginx:~1.27 match=-alpine$ \
+                               newest=3"
+                            .to_string(),
+                        retryable: false,
+                    }),
+                    ..PlannedImage::failed(input, error.to_string())
+                }
+            }
+        };
+        let (target, error) = match rules.map(selector.repository()) {
+            Ok(mapping) => (Some(Target::of(&mapping)), None),
+            Err(no_rule) => (None, Some(no_rule.to_string())),
+        };
+        PlannedImage {
+            target,
+            error,
+            selector: Some(input.clone()),
+            unresolved: Some(Arc::new(selector)),
+            ..PlannedImage::failed(input, String::new())
+        }
+    }
+
+    /// An image a selector selected: its reference, planned as any other,
+    /// that remembers the selector.
+    pub fn selected(
+        reference: &str,
+        selector: &Selector,
+        source: &Source,
+        rules: &Rules,
+    ) -> PlannedImage {
+        PlannedImage {
+            selector: Some(selector.entry().to_string()),
+            source: source.clone(),
+            ..PlannedImage::new(reference, rules)
+        }
+    }
+
+    /// A selector that selected no image: its entry, with the failure.
+    pub fn unselected(&self, failure: PlanFailure, error: String) -> PlannedImage {
+        PlannedImage {
+            target: self.target.clone(),
+            selector: self.selector.clone(),
+            unresolved: self.unresolved.clone(),
+            source: self.source.clone(),
+            failure: Some(failure),
+            ..PlannedImage::failed(self.input.clone(), error)
         }
     }
 
@@ -163,29 +251,42 @@ impl PlannedImage {
 
     /// Parsed and mapped: ready to be warmed.
     pub fn is_ready(&self) -> bool {
-        self.target.is_some()
+        self.target.is_some() && self.error.is_none() && self.unresolved.is_none()
     }
 
-    /// Neither ready nor deliberately left alone: a line that needs fixing.
+    /// Neither ready, nor deliberately left alone, nor a selector still to
+    /// be listed: an entry that needs fixing.
     pub fn is_failure(&self) -> bool {
-        !self.is_ready() && self.not_warmed.is_none()
+        self.error.is_some() || (self.target.is_none() && self.not_warmed.is_none())
     }
 
     pub fn record(&self) -> PlanRecord<'_> {
         let reference = self.reference.as_ref();
+        let named = reference.or(self.unresolved.as_deref().map(Selector::repository));
         PlanRecord {
             input: &self.input,
-            valid: reference.is_some(),
+            valid: named.is_some(),
             error: self.error.as_deref(),
             reference: reference.map(Reference::to_string),
-            registry: reference.map(Reference::registry),
-            repository: reference.map(Reference::repository),
+            registry: named.map(Reference::registry),
+            repository: named.map(Reference::repository),
             tag: reference.and_then(Reference::tag),
             digest: reference.and_then(Reference::digest),
             cache_repository: self.target.as_ref().map(|t| t.cache_repository.as_str()),
             rule: self.target.as_ref().map(|t| t.rule.as_str()),
             source: &self.source,
             not_warmed: self.not_warmed.as_deref(),
+            selector: self.selector.as_deref(),
+        }
+    }
+}
+
+impl Target {
+    fn of(mapping: &rules::Mapping<'_>) -> Target {
+        Target {
+            cache_repository: mapping.cache_repository.clone(),
+            rule: mapping.rule.to_string(),
+            rule_prefix: mapping.rule.ecr_prefix().to_string(),
         }
     }
 }
@@ -207,11 +308,19 @@ pub fn read_list(text: &str) -> Vec<String> {
 
 fn line_entries(line: &str) -> Vec<String> {
     let line = line.split_once('#').map_or(line, |(before, _)| before);
-    line.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_string)
-        .collect()
+    let mut entries: Vec<String> = Vec::new();
+    for item in line.split(',') {
+        // A comma inside a selector (`nginx:>=1.26, <1.28`) does not end it.
+        match entries.last_mut() {
+            Some(last) if selector::continues_selector(last, item) => {
+                last.push(',');
+                last.push_str(item.trim_end());
+            }
+            _ => entries.push(item.trim().to_string()),
+        }
+    }
+    entries.retain(|entry| !entry.is_empty());
+    entries
 }
 
 /// One entry of a list: its text, or a line that cannot be read and why.
@@ -225,14 +334,7 @@ impl ListEntry {
     pub fn plan(self, rules: &Rules) -> PlannedImage {
         match self {
             ListEntry::Text(text) => PlannedImage::new(&text, rules),
-            ListEntry::Unreadable { input, error } => PlannedImage {
-                input,
-                reference: None,
-                target: None,
-                error: Some(error),
-                source: Source::List,
-                not_warmed: None,
-            },
+            ListEntry::Unreadable { input, error } => PlannedImage::failed(input, error),
         }
     }
 }
@@ -277,6 +379,59 @@ mod tests {
             read_list(text),
             ["nginx:1.27", "redis:7", "alpine", "busybox"]
         );
+    }
+
+    #[test]
+    fn a_comma_inside_a_selector_does_not_end_it() {
+        assert_eq!(
+            read_list("nginx:>=1.26, <1.28 newest=10, redis:7\nnginx:~1.27,newest=2,alpine"),
+            [
+                "nginx:>=1.26, <1.28 newest=10",
+                "redis:7",
+                "nginx:~1.27,newest=2",
+                "alpine"
+            ]
+        );
+    }
+
+    #[test]
+    fn selectors_are_planned_by_their_repository_and_left_unresolved() {
+        let rules =
+            Rules::parse_each(&["docker-hub=registry-1.docker.io", "team=localhost:5000"]).unwrap();
+        let inputs: Vec<String> = [
+            "nginx:~1.27 match=-alpine$ newest=5",
+            "localhost:5000/team/app:^2",
+            "nginx:~1.27 newest=0",
+            "ghcr.io/org/app:~1",
+        ]
+        .map(String::from)
+        .into();
+        let planned = plan(&inputs, &rules);
+        let selector = &planned[0];
+        assert!(!selector.is_ready() && !selector.is_failure());
+        assert!(selector.unresolved.is_some() && selector.reference.is_none());
+        let record = serde_json::to_value(selector.record()).unwrap();
+        assert_eq!(
+            record,
+            serde_json::json!({
+                "input": "nginx:~1.27 match=-alpine$ newest=5", "valid": true, "error": null,
+                "reference": null, "registry": "docker.io", "repository": "library/nginx",
+                "cache_repository": "docker-hub/library/nginx",
+                "rule": "docker-hub=registry-1.docker.io", "source": "list",
+                "selector": "nginx:~1.27 match=-alpine$ newest=5"
+            })
+        );
+        assert_eq!(
+            planned[1].target.as_ref().unwrap().cache_repository,
+            "team/team/app"
+        );
+        let malformed = &planned[2];
+        assert!(malformed.is_failure() && malformed.unresolved.is_none());
+        assert_eq!(malformed.failure.as_ref().unwrap().code, "InvalidSelector");
+        assert!(malformed.error.as_deref().unwrap().contains("newest"));
+        let unmapped = &planned[3];
+        assert!(unmapped.is_failure() && unmapped.target.is_none());
+        assert!(unmapped.error.as_deref().unwrap().contains("ghcr.io"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use semver::{Version, VersionReq};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::reference::{is_tag, Reference};
+use crate::reference::Reference;
 
 /// How many tags a selector picks when it does not say.
 const DEFAULT_NEWEST: usize = 1;
@@ -41,6 +41,15 @@ pub struct Selector {
     matching: Option<Regex>,
     exclude: Option<Regex>,
 }
+
+/// The entry says all of a selector: two with the same text are the same.
+impl PartialEq for Selector {
+    fn eq(&self, other: &Selector) -> bool {
+        self.entry == other.entry
+    }
+}
+
+impl Eq for Selector {}
 
 /// Why a selector does not parse. Each message quotes the offending value and
 /// says how to write it.
@@ -392,7 +401,13 @@ fn split_selector(entry: &str) -> Option<(&str, Reference, &str)> {
         return None;
     }
     let (written, repository, text) = split_repository(entry)?;
-    let is_selector = !text.is_empty() && !text.contains('@') && !is_tag(text);
+    // Text made of tag characters only (`-bad`, `.1`) is a broken tag, and
+    // tags never hold '/' or '@' (`https://github.com/org/app`,
+    // `localhost:5000/Team`): the reference's own error says more.
+    let tag_characters = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let is_selector = !text.is_empty() && !tag_characters && !text.contains(['@', '/']);
     is_selector.then_some((written, repository, text))
 }
 
@@ -741,6 +756,10 @@ mod tests {
             range_digest.as_str(),
             "Nginx:~1.27",
             "nginx ~1.27",
+            "https://github.com/docker/docker",
+            "localhost:5000/Foo",
+            "nginx:-bad",
+            "nginx:.1",
             "",
         ];
         for entry in not_selectors {

@@ -3,9 +3,12 @@
 //! that exist.
 //!
 //! [`endpoints`] says where each registry's API is reached; [`tags`] lists a
-//! repository's tags there.
+//! repository's tags there, with the rule's [`credential`]; [`resolver`]
+//! turns the selectors of a plan into the images they select.
 
+pub mod credential;
 pub mod endpoints;
+pub mod resolver;
 pub mod tags;
 
 #[cfg(test)]

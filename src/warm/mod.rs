@@ -242,7 +242,7 @@ fn outcome(
     };
     let mut outcome = ImageOutcome {
         input: image.input.clone(),
-        selector: None,
+        selector: image.selector.clone(),
         source: image.source.clone(),
         cache_repository: Some(repository.name.clone()),
         tag: request.tag.clone(),
@@ -408,22 +408,27 @@ fn fail(outcome: &mut ImageOutcome, failure: &Failure, context: &FailureContext<
 
 /// An input that could not be planned: it failed before any call.
 fn not_planned(image: &PlannedImage) -> ImageOutcome {
-    let (code, hint) = if image.reference.is_none() {
-        (
+    let (code, hint) = match (&image.failure, &image.reference) {
+        (Some(failure), _) => (failure.code, failure.hint.as_str()),
+        // Selectors are listed before the warm; one that was not has no tag to pull.
+        _ if image.unresolved.is_some() => (
+            "UpstreamTagsUnavailable",
+            "the selector's tags upstream were not listed before the warm",
+        ),
+        (None, None) => (
             "InvalidReference",
             "write the reference as for docker pull, e.g. nginx:1.27 or quay.io/org/app@sha256:...",
-        )
-    } else {
-        (
+        ),
+        (None, Some(_)) => (
             "NoMatchingRule",
             "`ecr-cache-warmer plan` shows how each reference maps onto the rules",
-        )
+        ),
     };
     ImageOutcome {
         input: image.input.clone(),
-        selector: None,
+        selector: image.selector.clone(),
         source: image.source.clone(),
-        cache_repository: None,
+        cache_repository: image.target.as_ref().map(|t| t.cache_repository.clone()),
         tag: image
             .reference
             .as_ref()
@@ -438,8 +443,12 @@ fn not_planned(image: &PlannedImage) -> ImageOutcome {
         message: image.error.clone(),
         hint: Some(hint.to_string()),
         platforms: Vec::new(),
-        rule_prefix: None,
-        retryable: false,
+        rule_prefix: image.target.as_ref().map(|t| t.rule_prefix.clone()),
+        // Listing upstream may work next time; a malformed entry will not.
+        retryable: image
+            .failure
+            .as_ref()
+            .map_or(image.unresolved.is_some(), |f| f.retryable),
     }
 }
 

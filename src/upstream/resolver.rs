@@ -1,0 +1,225 @@
+//! Selectors resolved into images: each selector's repository is listed
+//! upstream (once per run however many selectors name it, several at once),
+//! and the tags it selects take its place in the plan, newest first. A
+//! selector that selects nothing, or whose tags cannot be listed, stays in
+//! the plan as a failure that says why.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::stream::{self, StreamExt};
+
+use super::credential::Credentials;
+use super::tags::{TagLister, TagsError};
+use crate::plan::{PlanFailure, PlannedImage};
+use crate::rules::Rules;
+use crate::selector::{self, Selector};
+
+/// Repositories listed at once.
+const CONCURRENCY: usize = 8;
+/// The newest tags named when a selector selects none.
+const SHOWN_TAGS: usize = 8;
+
+pub struct Resolver {
+    lister: TagLister,
+    credentials: Credentials,
+}
+
+/// A repository upstream: its registry as references name it, and its path.
+type Upstream = (String, String);
+
+/// A listing that failed: what to say, and whether it may work later.
+#[derive(Debug, Clone)]
+struct Unlisted {
+    message: String,
+    retryable: bool,
+}
+
+impl Resolver {
+    pub fn new(lister: TagLister, credentials: Credentials) -> Resolver {
+        Resolver {
+            lister,
+            credentials,
+        }
+    }
+
+    /// The plan with each selector replaced by the images it selects, in its
+    /// place; every other entry as it was.
+    pub async fn resolve(
+        &self,
+        planned: Vec<PlannedImage>,
+        rules: &Rules,
+        deadline: Option<Instant>,
+    ) -> Vec<PlannedImage> {
+        let mut plans = self.resolve_each(vec![planned], rules, deadline).await;
+        plans.pop().unwrap_or_default()
+    }
+
+    /// Several plans (an SQS batch's messages) resolved together, so that a
+    /// repository that several of them name is listed once.
+    pub async fn resolve_each(
+        &self,
+        plans: Vec<Vec<PlannedImage>>,
+        rules: &Rules,
+        deadline: Option<Instant>,
+    ) -> Vec<Vec<PlannedImage>> {
+        let mut unique: HashMap<Upstream, Arc<Selector>> = HashMap::new();
+        for selector in plans.iter().flatten().filter_map(listable) {
+            unique.entry(upstream(&selector)).or_insert(selector);
+        }
+        if unique.is_empty() {
+            return plans;
+        }
+        let listings: HashMap<Upstream, Result<Vec<String>, Unlisted>> = stream::iter(unique)
+            .map(|(upstream, selector)| async move {
+                let listing = self.list(&selector, rules, deadline).await;
+                (upstream, listing)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        plans
+            .into_iter()
+            .map(|plan| {
+                plan.into_iter()
+                    .flat_map(|image| match listable(&image) {
+                        Some(selector) => {
+                            let listing = &listings[&upstream(&selector)];
+                            resolved(&image, &selector, listing, rules)
+                        }
+                        None => vec![image],
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Every tag of the selector's repository, with its rule's credential.
+    async fn list(
+        &self,
+        selector: &Selector,
+        rules: &Rules,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<String>, Unlisted> {
+        let repository = selector.repository();
+        let login = match rules.map(repository) {
+            Ok(mapping) => self
+                .credentials
+                .login(mapping.rule)
+                .await
+                .map_err(|error| Unlisted {
+                    message: error.to_string(),
+                    retryable: false,
+                })?,
+            Err(_) => None,
+        };
+        let listed = self
+            .lister
+            .list(
+                repository.registry(),
+                repository.repository(),
+                login.as_deref(),
+                deadline,
+            )
+            .await;
+        match &listed {
+            Ok(tags) => tracing::info!(
+                repository = %repository.name(),
+                tags = tags.len(),
+                "listed upstream"
+            ),
+            Err(error) => {
+                tracing::warn!(repository = %repository.name(), %error, "cannot list upstream")
+            }
+        }
+        listed.map_err(|error: TagsError| Unlisted {
+            retryable: error.is_retryable(),
+            message: error.to_string(),
+        })
+    }
+}
+
+fn upstream(selector: &Selector) -> Upstream {
+    let repository = selector.repository();
+    (
+        repository.registry().to_string(),
+        repository.repository().to_string(),
+    )
+}
+
+/// The selector of an entry that is one and maps onto a rule: only then is
+/// its repository listed (an entry without a rule fails as it is).
+fn listable(image: &PlannedImage) -> Option<Arc<Selector>> {
+    image.target.as_ref()?;
+    image.unresolved.clone()
+}
+
+/// What an entry becomes once its repository was listed, or could not be.
+fn resolved(
+    image: &PlannedImage,
+    selector: &Selector,
+    listing: &Result<Vec<String>, Unlisted>,
+    rules: &Rules,
+) -> Vec<PlannedImage> {
+    match listing {
+        Ok(tags) => select(image, selector, tags, rules),
+        Err(unlisted) => vec![image.unselected(
+            PlanFailure {
+                code: "UpstreamTagsUnavailable",
+                hint: "`ecr-cache-warmer plan --resolve` lists a selector's tags from where it \
+                       runs; they are listed from the upstream registry itself, which needs a \
+                       route to it"
+                    .to_string(),
+                retryable: unlisted.retryable,
+            },
+            unlisted.message.clone(),
+        )],
+    }
+}
+
+/// The images a selector selects of the tags listed, or its failure when it
+/// selects none: with the newest tags upstream, so that the user sees why.
+fn select(
+    image: &PlannedImage,
+    selector: &Selector,
+    tags: &[String],
+    rules: &Rules,
+) -> Vec<PlannedImage> {
+    let selected = selector.select(tags);
+    tracing::info!(selector = selector.entry(), selected = ?selected, "selected");
+    if selected.is_empty() {
+        let newest = selector::newest_tags(tags, SHOWN_TAGS);
+        let upstream = match newest.is_empty() {
+            true => "it has no tags".to_string(),
+            false => format!("its newest tags are {}", newest.join(", ")),
+        };
+        return vec![image.unselected(
+            PlanFailure {
+                code: "NoMatchingTag",
+                hint: "widen the version range or the pattern (a tag with a suffix such as \
+                       -alpine is only selected by a match= that accepts it); \
+                       `ecr-cache-warmer plan --resolve` shows what a selector selects"
+                    .to_string(),
+                retryable: false,
+            },
+            format!(
+                "selector {} selects none of the {} tags of {} upstream: {upstream}",
+                selector.entry(),
+                tags.len(),
+                selector.repository().name(),
+            ),
+        )];
+    }
+    selected
+        .into_iter()
+        .map(|tag| {
+            PlannedImage::selected(
+                &selector.reference_text(tag),
+                selector,
+                &image.source,
+                rules,
+            )
+        })
+        .collect()
+}
