@@ -1727,6 +1727,25 @@ mod tests {
     }
 
     #[test]
+    fn upstream_endpoints_are_read_at_init_and_a_bad_one_stops_the_start() {
+        let endpoints =
+            |value: &str| Settings::from_env(env(&[("WARM_UPSTREAM_ENDPOINTS", value)]));
+        let settings = endpoints(
+            "registry-1.docker.io=http://127.0.0.1:5001, quay.io=http://mirror.internal/quay",
+        )
+        .unwrap();
+        let base = |registry: &str| settings.upstream_endpoints.base_url(registry).unwrap();
+        assert_eq!(base("docker.io").as_str(), "http://127.0.0.1:5001/");
+        assert_eq!(base("quay.io").as_str(), "http://mirror.internal/quay");
+        assert_eq!(base("ghcr.io").as_str(), "https://ghcr.io/");
+        let error = endpoints("quay.io=ftp://mirror").unwrap_err().to_string();
+        assert!(
+            error.starts_with("WARM_UPSTREAM_ENDPOINTS=\"quay.io=ftp://mirror\" is not valid"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn the_registry_checks_at_init_are_a_true_or_false_setting() {
         let doctor = |value: &str| Settings::from_env(env(&[("WARM_DOCTOR", value)]));
         assert!(!Settings::from_env(env(&[])).unwrap().doctor);

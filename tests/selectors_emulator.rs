@@ -202,6 +202,7 @@ fn warm_pulls_what_selectors_select_and_names_the_selector_of_each_image() {
             "nginx:~1.27 match=-alpine$ newest=2",
             "redis:7",
             r"quay.io/prometheus/node-exporter:match=^v1\.8\.\d+$ newest=2",
+            "nginx:~1.26",
         ],
     );
     assert_eq!(warmed.code, Some(0), "{}", warmed.stderr);
@@ -236,10 +237,12 @@ fn warm_pulls_what_selectors_select_and_names_the_selector_of_each_image() {
                 "imported",
                 exporter
             ),
+            ("nginx:1.26.3", "imported", json!("nginx:~1.26")),
         ]
     );
 
-    // One listing per repository: an anonymous try, a token, then every page with it.
+    // One listing per repository, however many selectors name it: an anonymous
+    // try, a token, then every page with it.
     let requests = tokio_block_on(upstream_requests(&server));
     let nginx: Vec<(&str, &str)> = requests
         .iter()
