@@ -117,11 +117,14 @@ struct WarmArgs {
 
 #[derive(Debug, Args)]
 struct InputArgs {
-    /// Image references, as written for `docker pull` (nginx:1.27, quay.io/org/app@sha256:...)
+    /// Image references, as written for `docker pull` (nginx:1.27, quay.io/org/app@sha256:...),
+    /// or selectors of upstream tags: REPOSITORY:[RANGE] [newest=N] [match=REGEX] [exclude=REGEX]
+    /// (nginx:~1.27, 'nginx:~1.27 match=-alpine$ newest=3')
     #[arg(value_name = "IMAGE")]
     images: Vec<String>,
 
-    /// Read references from FILE, one per line; blank lines and '#' comments are ignored; '-' reads stdin
+    /// Read references and selectors from FILE, one per line; blank lines and '#' comments are
+    /// ignored; '-' reads stdin
     #[arg(short = 'f', long, value_name = "FILE")]
     images_file: Option<PathBuf>,
 
@@ -542,16 +545,11 @@ fn write_plan_table(out: &mut impl Write, planned: &[PlannedImage]) -> io::Resul
                         (None, None) => "latest (implied)".to_string(),
                     }
                 });
-                let version = match &image.unresolved {
-                    Some(_) => "selector (listed with --resolve)".to_string(),
-                    None => version,
+                let version = match (&image.unresolved, &image.error) {
+                    (Some(_), None) => "selector: tags listed with --resolve".to_string(),
+                    _ => version,
                 };
-                let input = match &image.selector {
-                    Some(selector) if *selector != image.input => {
-                        format!("{} (selected by {selector})", image.input)
-                    }
-                    _ => image.input.clone(),
-                };
+                let input = image_cell(&image.input, image.selector.as_deref());
                 match (&image.target, &image.error) {
                     (Some(target), None) => [
                         input,
@@ -605,6 +603,14 @@ fn write_table_with_sources<'a, const N: usize>(
     write_rows(out, &header, &rows)
 }
 
+/// An image as a table shows it: with the selector that selected it.
+fn image_cell(input: &str, selector: Option<&str>) -> String {
+    match selector {
+        Some(selector) if selector != input => format!("{input} (selected by {selector})"),
+        _ => input.to_string(),
+    }
+}
+
 fn write_warm_report(
     out: &mut impl Write,
     report: &Report,
@@ -621,7 +627,7 @@ fn write_warm_report(
                 (None, None) => String::new(),
             };
             [
-                image.input.clone(),
+                image_cell(&image.input, image.selector.as_deref()),
                 image.status.name().to_string(),
                 image.cache_repository.clone().unwrap_or_else(|| "-".into()),
                 version,

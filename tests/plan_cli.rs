@@ -169,7 +169,31 @@ fn reads_an_images_file_from_disk() {
 
 #[test]
 fn bad_usage_exits_2_with_a_message() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &[
+                "plan",
+                "--upstream-endpoint",
+                "quay.io",
+                "--rule",
+                "docker-hub=registry-1.docker.io",
+                "nginx",
+            ],
+            "invalid value 'quay.io' for '--upstream-endpoint <REGISTRY=URL>'",
+        ),
+        (
+            &[
+                "plan",
+                "--upstream-endpoint",
+                "quay.io=http://127.0.0.1:1",
+                "--upstream-endpoint",
+                "quay.io=http://127.0.0.1:2",
+                "--rule",
+                "docker-hub=registry-1.docker.io",
+                "nginx",
+            ],
+            "invalid --upstream-endpoint",
+        ),
         (
             &["plan", "--rule", "docker-hub", "nginx"],
             "invalid rule \"docker-hub\"",
@@ -281,4 +305,32 @@ fn a_list_line_that_is_not_utf8_fails_alone() {
         lines[1]["error"],
         "line 2 is not valid UTF-8 (byte 0xff at column 7): save the list as UTF-8"
     );
+}
+
+#[test]
+fn selectors_are_shown_unresolved_and_a_malformed_one_fails_alone() {
+    let output = run(
+        &[
+            "plan",
+            "--rule",
+            "docker-hub=registry-1.docker.io",
+            "-f",
+            "-",
+        ],
+        "nginx:>=1.26, <1.28 newest=3   # a comma inside a selector\nnginx:~1.27 newest=500\nredis:7\n",
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let table = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[1].starts_with("nginx:>=1.26, <1.28 newest=3")
+            && lines[1].contains("docker-hub/library/nginx")
+            && lines[1].contains("selector: tags listed with --resolve"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("error: invalid") && lines[2].contains("500"),
+        "{table}"
+    );
+    assert!(lines[3].starts_with("redis:7"), "{table}");
 }
