@@ -6,6 +6,7 @@
 //! repository's tags there, with the rule's [`credential`]; [`resolver`]
 //! turns the selectors of a plan into the images they select.
 
+mod challenge;
 pub mod credential;
 pub mod endpoints;
 pub mod resolver;
