@@ -223,3 +223,119 @@ fn select(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::endpoints::Endpoints;
+    use crate::upstream::test_server::{Reply, TestServer};
+
+    /// An anonymous registry with nginx's releases, and no other repository.
+    async fn registry() -> TestServer {
+        TestServer::start(|request| match request.path.as_str() {
+            "/v2/library/nginx/tags/list" => Reply::json(
+                200,
+                r#"{"name": "library/nginx", "tags": ["1.26.2", "1.26.3", "1.27.3", "latest"]}"#,
+            ),
+            "/v2/library/redis/tags/list" => Reply::json(503, r#"{"errors": []}"#),
+            _ => Reply::json(404, r#"{"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]}"#),
+        })
+        .await
+    }
+
+    fn resolver(server: &TestServer) -> Resolver {
+        let endpoints = Endpoints::parse([format!("registry-1.docker.io={}", server.url)]).unwrap();
+        let lister = TagLister::new(endpoints).with_retries(2, std::time::Duration::from_millis(1));
+        Resolver::new(lister, Credentials::new(None))
+    }
+
+    fn plan(entries: &[&str], rules: &Rules) -> Vec<PlannedImage> {
+        let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+        crate::plan::plan(&entries, rules)
+    }
+
+    #[tokio::test]
+    async fn a_repository_named_in_several_messages_is_listed_once() {
+        let server = registry().await;
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
+        let plans = vec![
+            plan(&["nginx:~1.27", "redis:7"], &rules),
+            plan(&["nginx:~1.26 newest=2"], &rules),
+        ];
+        let resolved = resolver(&server).resolve_each(plans, &rules, None).await;
+        let inputs: Vec<Vec<(&str, Option<&str>)>> = resolved
+            .iter()
+            .map(|plan| {
+                plan.iter()
+                    .map(|image| (image.input.as_str(), image.selector.as_deref()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            inputs,
+            [
+                vec![("nginx:1.27.3", Some("nginx:~1.27")), ("redis:7", None)],
+                vec![
+                    ("nginx:1.26.3", Some("nginx:~1.26 newest=2")),
+                    ("nginx:1.26.2", Some("nginx:~1.26 newest=2"))
+                ],
+            ]
+        );
+        assert!(resolved.iter().flatten().all(PlannedImage::is_ready));
+        assert_eq!(server.requests_for("/v2/library/nginx/tags/list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_selector_fails_in_its_place_and_says_why() {
+        let server = registry().await;
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
+        let entries = [
+            "nginx:~1.29",
+            "redis:~7",
+            "missing:~1",
+            "ghcr.io/org/app:~1",
+            "alpine:3",
+        ];
+        let resolved = resolver(&server)
+            .resolve(plan(&entries, &rules), &rules, None)
+            .await;
+        let failures: Vec<(&str, Option<&str>, bool)> = resolved
+            .iter()
+            .map(|image| {
+                let failure = image.failure.as_ref();
+                (
+                    image.input.as_str(),
+                    failure.map(|f| f.code),
+                    failure.is_some_and(|f| f.retryable),
+                )
+            })
+            .collect();
+        assert_eq!(
+            failures,
+            [
+                ("nginx:~1.29", Some("NoMatchingTag"), false),
+                ("redis:~7", Some("UpstreamTagsUnavailable"), true),
+                ("missing:~1", Some("UpstreamTagsUnavailable"), false),
+                // No rule: planned as a failure, never listed.
+                ("ghcr.io/org/app:~1", None, false),
+                ("alpine:3", None, false),
+            ]
+        );
+        let nothing = resolved[0].error.as_deref().unwrap();
+        assert!(
+            nothing.contains("selects none of the 4 tags")
+                && nothing.contains("1.27.3, 1.26.3, 1.26.2, latest"),
+            "{nothing}"
+        );
+        assert!(resolved[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("library/<name>"));
+        assert!(resolved.iter().take(4).all(PlannedImage::is_failure));
+        assert!(resolved[4].is_ready());
+        assert!(server
+            .requests_for("/v2/ghcr.io/org/app/tags/list")
+            .is_empty());
+    }
+}
