@@ -361,15 +361,8 @@ fn create_rule(server: &MotoServer, prefix: &str, upstream: &str, credential: Op
 
 /// A secret in the Secrets Manager of moto, under the emulator; its ARN.
 async fn create_secret(server: &MotoServer, name: &str, value: &str) -> String {
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-        .endpoint_url(&server.endpoint)
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .build();
-    let created = aws_sdk_secretsmanager::Client::from_conf(config)
+    let created = server
+        .secrets_manager()
         .create_secret()
         .name(name)
         .secret_string(value)

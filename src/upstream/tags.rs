@@ -320,12 +320,7 @@ impl Listing<'_> {
         }
         match answer.status {
             status if status.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(Problem::Unauthorized {
-                    answer: answer.describe(),
-                    anonymous: self.login.is_none(),
-                })
-            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(self.refused(&answer)),
             status
                 if status == StatusCode::NOT_FOUND
                     || answer.error_code().as_deref() == Some("NAME_UNKNOWN") =>
@@ -357,6 +352,14 @@ impl Listing<'_> {
             .await
     }
 
+    /// The registry refused this login, or anonymous access.
+    fn refused(&self, answer: &Answer) -> Problem {
+        Problem::Unauthorized {
+            answer: answer.describe(),
+            anonymous: self.login.is_none(),
+        }
+    }
+
     /// Takes up what the registry's 401 asks for: a token from the realm of
     /// its Bearer challenge, or the login for a Basic one.
     async fn authenticate(&mut self, refused: &Answer) -> Result<(), Problem> {
@@ -376,10 +379,7 @@ impl Listing<'_> {
                 self.credential = Credential::Basic(login);
                 Ok(())
             }
-            _ => Err(Problem::Unauthorized {
-                answer: refused.describe(),
-                anonymous: self.login.is_none(),
-            }),
+            _ => Err(self.refused(refused)),
         }
     }
 
@@ -411,12 +411,7 @@ impl Listing<'_> {
             .await?;
         match answer.status {
             status if status.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(Problem::Unauthorized {
-                    answer: answer.describe(),
-                    anonymous: self.login.is_none(),
-                })
-            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(self.refused(&answer)),
             _ => return Err(Problem::Protocol(answer.describe())),
         }
         // serde's message could quote the body, which holds the token.

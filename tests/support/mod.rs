@@ -90,6 +90,19 @@ impl MotoServer {
         aws_sdk_ecr::Client::from_conf(config)
     }
 
+    /// A Secrets Manager client of the server (moto's), for seeding it.
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
+    }
+
     /// The environment that points the binary at this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
