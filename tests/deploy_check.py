@@ -269,7 +269,8 @@ def check_stack(moto, name, parameters, expect):
           (function["MemorySize"], function["Timeout"]) == (expect["memory"], expect["timeout"]),
           (function["MemorySize"], function["Timeout"]))
     env = {k: str(v) for k, v in function.get("Environment", {}).get("Variables", {}).items()}
-    wanted = {"WARM_FROM_ECS": "false", "WARM_ECS_CLUSTERS": "", **expect["env"],
+    wanted = {"WARM_FROM_ECS": "false", "WARM_ECS_CLUSTERS": "", "WARM_UPSTREAM_ENDPOINTS": "",
+              **expect["env"],
               "WARM_QUEUE_URL": queue_url, "WARM_IMAGES_S3_URI": expect["images_s3_uri"]}
     check(f"{name}: the function's environment carries every setting, and the queue's URL",
           env == wanted, f"got {env}, expected {wanted}")
@@ -507,6 +508,7 @@ def main():
             "CreateEcrPublicRule": "true", "CreateQuayRule": "true", "CreateK8sRule": "true",
             "CacheKmsKeyArn": key, "QueueConcurrency": "20",
             "ImagesS3Uri": "s3://warmer-lists/lists/images.txt", "Doctor": "false",
+            "UpstreamEndpoints": "registry-1.docker.io=https://mirror.example.com",
         }
         check_stack(moto, "warmer-full", full, {
             "code_uri": code_uri, "memory": 512, "timeout": 900, "schedule": "cron(0 3 * * ? *)",
@@ -520,7 +522,8 @@ def main():
                     "METRICS_NAMESPACE": "Warm/Test", "WARM_MAX_TPS": "20",
                     "WARM_PLATFORMS": "linux/amd64,linux/arm64/v8", "WARM_LAYERS": "request",
                     "WARM_LAYER_WAIT": "90s", "WARM_RECHECK_DELAY": "15m", "WARM_RECHECK_ATTEMPTS": "3",
-                    "WARM_DOCTOR": "false"},
+                    "WARM_DOCTOR": "false",
+                    "WARM_UPSTREAM_ENDPOINTS": "registry-1.docker.io=https://mirror.example.com"},
         })
 
         # A rule that caches at the top of the registry (ROOT) needs every repository.

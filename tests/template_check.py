@@ -65,7 +65,8 @@ settings = {"WARM_IMAGES": "Images", "WARM_RULES": "Rules", "WARM_CONCURRENCY": 
             "METRICS_NAMESPACE": "MetricsNamespace", "WARM_MAX_TPS": "MaxTps", "WARM_IMAGES_S3_URI": "ImagesS3Uri",
             "WARM_PLATFORMS": "Platforms", "WARM_LAYERS": "Layers", "WARM_LAYER_WAIT": "LayerWait",
             "WARM_RECHECK_DELAY": "RecheckDelay", "WARM_RECHECK_ATTEMPTS": "RecheckAttempts",
-            "WARM_DOCTOR": "Doctor", "WARM_FROM_ECS": "WarmFromEcs"}
+            "WARM_DOCTOR": "Doctor", "WARM_FROM_ECS": "WarmFromEcs",
+            "WARM_UPSTREAM_ENDPOINTS": "UpstreamEndpoints"}
 check("the function gets every setting from its parameter, the queue's URL, and the ECS clusters with WarmFromEcs only",
       env == {**{var: {"Ref": p} for var, p in settings.items()}, "WARM_QUEUE_URL": {"Ref": "WarmQueue"},
               "WARM_ECS_CLUSTERS": {"Fn::If": ["WarmsFromEcs", {"Ref": "EcsClusters"}, ""]}})
