@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -53,7 +54,9 @@ impl fmt::Debug for Login {
 /// Lists tags on upstream registries.
 #[derive(Debug, Clone)]
 pub struct TagLister {
-    client: Client,
+    /// Made at the first listing: loading the system's root certificates
+    /// takes milliseconds that a start without selectors should not pay.
+    client: OnceLock<Client>,
     endpoints: Endpoints,
     max_attempts: u32,
     backoff: Duration,
@@ -152,7 +155,7 @@ impl TagLister {
     /// 250 to 500 ms.
     pub fn new(endpoints: Endpoints) -> TagLister {
         TagLister {
-            client: client(),
+            client: OnceLock::new(),
             endpoints,
             max_attempts: MAX_ATTEMPTS,
             backoff: BASE_BACKOFF,
@@ -208,7 +211,13 @@ impl TagLister {
 
 /// The HTTP client; `timeout` is also set on each request, to end it at the
 /// deadline when that comes sooner.
-fn client() -> Client {
+impl TagLister {
+    fn client(&self) -> &Client {
+        self.client.get_or_init(new_client)
+    }
+}
+
+fn new_client() -> Client {
     let builder = || {
         Client::builder()
             .user_agent(USER_AGENT)
@@ -348,7 +357,7 @@ impl Listing<'_> {
     }
 
     async fn get(&self, url: &Url) -> Result<Answer, Problem> {
-        self.send(|| self.credential.apply(self.lister.client.get(url.clone())))
+        self.send(|| self.credential.apply(self.lister.client().get(url.clone())))
             .await
     }
 
@@ -407,7 +416,7 @@ impl Listing<'_> {
         }
         let credential = self.login.map_or(Credential::Anonymous, Credential::Basic);
         let answer = self
-            .send(|| credential.apply(self.lister.client.get(url.clone())))
+            .send(|| credential.apply(self.lister.client().get(url.clone())))
             .await?;
         match answer.status {
             status if status.is_success() => {}
