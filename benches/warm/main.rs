@@ -211,11 +211,10 @@ const WHY_INIT: &str = "init reads the settings, loads the AWS configuration and
     not start";
 const WHY_RSS: &str = "the plan, the report, and the calls waiting for a permit; an SDK call's \
     future is about 5 KB, which src/warm/call.rs makes only once the call may start";
-const WHY_BINARY: &str = "five SDK clients (ECR, SQS, S3, STS, ECS) are most of it, and \
-    aws-sdk-ecr and aws-sdk-sqs with their default features link a second HTTP stack (hyper \
-    0.14, rustls 0.21, ring). default-features = false with rt-tokio and default-https-client on \
-    both (19.6 MiB when measured) and opt-level = \"z\" with lto = true in the release profile \
-    (12.8 MiB) bring it under 16 MiB";
+const WHY_BINARY: &str = "six SDK clients (ECR, SQS, S3, STS, ECS, Secrets Manager) and the \
+    upstream registries' HTTP client are most of it; the release profile (Cargo.toml) builds for \
+    size, opt-level = \"z\" with full LTO: check that it still does, and `cargo tree -d` for a \
+    second HTTP stack or TLS library";
 
 fn print_table(rows: &[Row]) {
     let width = |column: fn(&Row) -> &str, title: &str| {
