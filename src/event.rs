@@ -2,6 +2,8 @@
 //! (or EventBridge Scheduler input), a batch of SQS messages, or an event of
 //! ECS ([`crate::ecs::events`]).
 
+use std::collections::HashMap;
+
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use serde::Deserialize;
@@ -36,6 +38,9 @@ pub struct Message {
     pub images: Result<Vec<String>, String>,
     /// How many times these images were checked again for pending layers.
     pub recheck: u32,
+    /// The selector that selected an image, by image, for the images the
+    /// function itself sent after resolving selectors.
+    pub selectors: HashMap<String, String>,
 }
 
 /// The body of a direct invocation or of an SQS message in JSON.
@@ -46,6 +51,9 @@ struct ImagesRequest {
     /// Set by the function itself when it sends images to check again later.
     #[serde(default)]
     recheck: u32,
+    /// Set by the function itself when it sends images that selectors selected.
+    #[serde(default)]
+    selectors: HashMap<String, String>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -131,38 +139,55 @@ fn decode_sqs(payload: Value) -> Result<Trigger, EventError> {
         .into_iter()
         .map(|record| {
             let body = message_body(record.body.as_deref().unwrap_or_default());
+            let (recheck, selectors) = match &body {
+                Ok(body) => (body.recheck, body.selectors.clone()),
+                Err(_) => (0, HashMap::new()),
+            };
             Message {
                 message_id: record.message_id.unwrap_or_default(),
-                recheck: body.as_ref().map_or(0, |(_, recheck)| *recheck),
-                images: body.map(|(images, _)| images),
+                recheck,
+                selectors,
+                images: body.map(|body| body.images),
             }
         })
         .collect();
     Ok(Trigger::Sqs(messages))
 }
 
+/// What a message body holds.
+struct Body {
+    images: Vec<String>,
+    recheck: u32,
+    selectors: HashMap<String, String>,
+}
+
 /// A message body: `{"images": [...]}` (with `"recheck": N` when the function
-/// sent it to check again), or plain text with one reference per line.
-fn message_body(body: &str) -> Result<(Vec<String>, u32), String> {
+/// sent it to check again, and `"selectors"` when selectors selected its
+/// images), or plain text with one reference per line.
+fn message_body(body: &str) -> Result<Body, String> {
     let body = body.trim();
     if body.is_empty() {
         return Err("the message body is empty".to_string());
     }
-    let (images, recheck) = if body.starts_with(['{', '[']) {
+    let (images, recheck, selectors) = if body.starts_with(['{', '[']) {
         let request: ImagesRequest = serde_json::from_str(body)
             .map_err(|error| format!("the message body is not {{\"images\": [...]}}: {error}"))?;
         let images = request
             .images
             .ok_or("the message body has no \"images\" list")?;
         let images = entries(&Value::Array(images)).map_err(|reason| format!("images {reason}"))?;
-        (images, request.recheck)
+        (images, request.recheck, request.selectors)
     } else {
-        (read_list(body), 0)
+        (read_list(body), 0, HashMap::new())
     };
     if images.iter().all(|image| image.trim().is_empty()) {
         return Err("the message body names no image".to_string());
     }
-    Ok((images, recheck))
+    Ok(Body {
+        images,
+        recheck,
+        selectors,
+    })
 }
 
 /// A JSON list of entries: references and selectors as text, or selectors
@@ -326,7 +351,7 @@ mod tests {
             {"messageId": "e", "body": "{\"images\": []}"},
             {"messageId": "f", "body": "[\"nginx\"]"},
             {"messageId": "g"},
-            {"messageId": "h", "body": "{\"images\": [\"nginx:1.27\"], \"recheck\": 3}"}
+            {"messageId": "h", "body": "{\"images\": [\"nginx:1.27.3\"], \"recheck\": 3, \"selectors\": {\"nginx:1.27.3\": \"nginx:~1.27\"}}"}
         ]});
         let Ok(Trigger::Sqs(messages)) = decode(event) else {
             panic!("an SQS trigger")
@@ -334,6 +359,11 @@ mod tests {
         let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c", "d", "e", "f", "g", "h"]);
         assert_eq!(messages[7].recheck, 3);
+        assert_eq!(
+            messages[7].selectors,
+            HashMap::from([("nginx:1.27.3".to_string(), "nginx:~1.27".to_string())])
+        );
+        assert!(messages[0].selectors.is_empty());
         assert_eq!(messages[0].recheck, 0);
         assert_eq!(messages[0].images, Ok(vec!["nginx:1.27".to_string()]));
         assert_eq!(

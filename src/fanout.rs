@@ -1,6 +1,7 @@
 //! Fan-out: a list too long for one invocation goes to the queue in messages
 //! of a few dozen images, which SQS-triggered invocations warm in parallel.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::error::ProvideErrorMetadata;
@@ -21,19 +22,32 @@ const MAX_DELAY_SECONDS: u64 = 900;
 /// When the messages are to be received: now, or later to check again on
 /// images whose layers were still pending.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Delivery {
+pub struct Delivery<'a> {
     /// Sent as the messages' DelaySeconds (at most 15 minutes).
     pub delay: Duration,
     /// How many times these images have been checked again already; 0 for
     /// a first warm. Carried in the body as `"recheck"`.
     pub recheck: u32,
+    /// The selector that selected an image, by image: carried in the body
+    /// as `"selectors"`, so that the image's report still names it.
+    pub selectors: Option<&'a HashMap<String, String>>,
 }
 
-impl Delivery {
+impl Delivery<'_> {
     fn body(&self, images: &[String]) -> String {
         let mut body = serde_json::json!({ "images": images });
         if self.recheck > 0 {
             body["recheck"] = self.recheck.into();
+        }
+        let selectors: serde_json::Map<String, serde_json::Value> = images
+            .iter()
+            .filter_map(|image| {
+                let selector = self.selectors?.get(image)?;
+                Some((image.clone(), selector.as_str().into()))
+            })
+            .collect();
+        if !selectors.is_empty() {
+            body["selectors"] = selectors.into();
         }
         body.to_string()
     }
@@ -66,7 +80,7 @@ pub async fn enqueue(
     queue_url: &str,
     images: &[String],
     per_message: usize,
-    delivery: Delivery,
+    delivery: Delivery<'_>,
     backoff: Duration,
     deadline: Option<Instant>,
 ) -> Enqueued {
@@ -160,7 +174,7 @@ pub async fn enqueue(
 fn messages<'a>(
     images: &'a [String],
     per_message: usize,
-    delivery: &Delivery,
+    delivery: &Delivery<'_>,
 ) -> Vec<(String, &'a [String])> {
     let mut messages = Vec::new();
     let mut start = 0;
@@ -318,9 +332,11 @@ mod tests {
             output.build().unwrap()
         });
         let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule]);
+        let selectors = HashMap::from([("nginx:2".to_string(), "nginx:~2".to_string())]);
         let delivery = Delivery {
             delay: Duration::from_secs(3600),
             recheck: 2,
+            selectors: Some(&selectors),
         };
         let enqueued = enqueue(
             &sqs,
@@ -339,8 +355,11 @@ mod tests {
             "SQS delays 15 minutes at most"
         );
         assert_eq!(
-            bodies.lock().unwrap()[1],
-            r#"{"images":["nginx:2"],"recheck":2}"#
+            *bodies.lock().unwrap(),
+            [
+                r#"{"images":["nginx:0","nginx:1"],"recheck":2}"#,
+                r#"{"images":["nginx:2"],"recheck":2,"selectors":{"nginx:2":"nginx:~2"}}"#
+            ]
         );
     }
 

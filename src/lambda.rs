@@ -2,6 +2,7 @@
 //! SQS batches and ECS events. Settings are read and checked once at init, and the SDK
 //! clients are built once; every invocation warms before its own deadline.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -491,7 +492,12 @@ async fn warm_list(
     };
     let skipped = inputs_with(Status::Skipped);
     if let (true, Some(queue_url), false) = (scheduled, &settings.queue_url, skipped.is_empty()) {
-        let enqueued = enqueue(warmer, queue_url, &skipped, Delivery::default(), send_by).await;
+        let selectors = selectors_of(&report);
+        let delivery = Delivery {
+            selectors: Some(&selectors),
+            ..Delivery::default()
+        };
+        let enqueued = enqueue(warmer, queue_url, &skipped, delivery, send_by).await;
         lost.not_enqueued += enqueued.failed_images.len();
         response["enqueued"] = serde_json::to_value(enqueued)?;
     }
@@ -522,9 +528,11 @@ async fn recheck_pending(
     }
     match &settings.queue_url {
         Some(queue_url) => {
+            let selectors = selectors_of(report);
             let delivery = Delivery {
                 delay: settings.recheck_delay,
                 recheck: 1,
+                selectors: Some(&selectors),
             };
             let enqueued = enqueue(warmer, queue_url, &pending, delivery, send_by).await;
             lost.not_enqueued += enqueued.failed_images.len();
@@ -625,7 +633,15 @@ async fn fan_out(
         tracing::warn!(input = %image.input, error = image.error.as_deref().unwrap_or_default(), "image not enqueued");
     }
     let inputs: Vec<String> = ready.iter().map(|image| image.input.clone()).collect();
-    let enqueued = enqueue(warmer, queue_url, &inputs, Delivery::default(), deadline).await;
+    let selectors: HashMap<String, String> = ready
+        .iter()
+        .filter_map(|image| Some((image.input.clone(), image.selector.clone()?)))
+        .collect();
+    let delivery = Delivery {
+        selectors: Some(&selectors),
+        ..Delivery::default()
+    };
+    let enqueued = enqueue(warmer, queue_url, &inputs, delivery, deadline).await;
     lost.not_planned += unplanned.len();
     lost.not_enqueued += enqueued.failed_images.len();
     lost.publish(warmer);
@@ -636,11 +652,20 @@ async fn fan_out(
     json!({ "enqueued": enqueued, "not_enqueued": not_enqueued })
 }
 
+/// The selector of each image of a report that a selector selected.
+fn selectors_of(report: &Report) -> HashMap<String, String> {
+    report
+        .images
+        .iter()
+        .filter_map(|image| Some((image.input.clone(), image.selector.clone()?)))
+        .collect()
+}
+
 async fn enqueue(
     warmer: &Warmer,
     queue_url: &str,
     images: &[String],
-    delivery: Delivery,
+    delivery: Delivery<'_>,
     deadline: Option<Instant>,
 ) -> fanout::Enqueued {
     let per_message = warmer.settings.message_images;
@@ -700,7 +725,13 @@ async fn warm_messages(warmer: &Warmer, messages: &[Message], budget: Budget) ->
                 continue;
             }
         };
-        let message_plan = plan::plan(images, &warmer.rules);
+        let mut message_plan = plan::plan(images, &warmer.rules);
+        // Images the function sent after resolving selectors name their selector.
+        for image in &mut message_plan {
+            if let Some(selector) = message.selectors.get(&image.input) {
+                image.selector.get_or_insert_with(|| selector.clone());
+            }
+        }
         if message_plan
             .iter()
             .all(|image| image.reference.is_none() && image.unresolved.is_none())
@@ -756,6 +787,7 @@ async fn warm_messages(warmer: &Warmer, messages: &[Message], budget: Budget) ->
     report.recount();
 
     let send_by = budget.send_by;
+    let selectors = selectors_of(&report);
     for (position, pending) in rechecks {
         let message = &messages[position];
         let sent = match &settings.queue_url {
@@ -763,6 +795,7 @@ async fn warm_messages(warmer: &Warmer, messages: &[Message], budget: Budget) ->
                 let delivery = Delivery {
                     delay: settings.recheck_delay,
                     recheck: message.recheck + 1,
+                    selectors: Some(&selectors),
                 };
                 enqueue(warmer, queue_url, &pending, delivery, send_by)
                     .await
@@ -1615,6 +1648,22 @@ mod tests {
         assert_eq!(
             bodies.lock().unwrap().last().unwrap(),
             r#"300|{"images":["nginx:slow-1"],"recheck":2}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn an_image_a_selector_selected_keeps_its_selector_through_the_queue() {
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let warmer = warmer(&[("WARM_QUEUE_URL", QUEUE)], bodies.clone());
+        let body = json!({"images": ["nginx:slow-1", "nginx:1.26"], "recheck": 1,
+            "selectors": {"nginx:slow-1": "nginx:slow-*"}});
+        let event = json!({"Records": [{"messageId": "m1", "body": body.to_string()}]});
+        let response = invoke(&warmer, event).await;
+        assert_eq!(batch_failures(&response), Vec::<&str>::new());
+        assert_eq!(
+            bodies.lock().unwrap().last().unwrap(),
+            r#"300|{"images":["nginx:slow-1"],"recheck":2,"selectors":{"nginx:slow-1":"nginx:slow-*"}}"#,
+            "the re-check names the selector again"
         );
     }
 
