@@ -32,15 +32,7 @@ fn article() -> Value {
 }
 
 fn doctor(server: &MotoServer, args: &[&str]) -> (Option<i32>, Value) {
-    let output = Command::new(BIN)
-        .args(["doctor", "--output", "json"])
-        .args(args)
-        .envs(server.env())
-        .output()
-        .unwrap();
-    let document = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|_| panic!("a JSON document: {output:?}"));
-    (output.status.code(), document)
+    server.json_output(&[&["doctor"], args].concat(), &[])
 }
 
 /// The finding of `check` about `subject`.

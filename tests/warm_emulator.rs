@@ -4,24 +4,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Value};
 use support::{EmulatorDir, MotoServer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ecr-cache-warmer");
-
 fn warm(server: &MotoServer, images: &[&str]) -> (Option<i32>, Value) {
-    let output = Command::new(BIN)
-        .args(["warm", "--output", "json"])
-        .args(images)
-        .envs(server.env())
-        .env("AWS_MAX_ATTEMPTS", "3")
-        .output()
-        .unwrap();
-    let document = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|_| panic!("a JSON document: {output:?}"));
-    (output.status.code(), document)
+    server.json_output(&[&["warm"], images].concat(), &[("AWS_MAX_ATTEMPTS", "3")])
 }
 
 fn statuses(document: &Value) -> Vec<&str> {

@@ -31,15 +31,7 @@ fn emulator(config: Value) -> (EmulatorDir, MotoServer) {
 }
 
 fn warm(server: &MotoServer, args: &[&str]) -> (Option<i32>, Value) {
-    let output = Command::new(BIN)
-        .args(["warm", "--output", "json"])
-        .args(args)
-        .envs(server.env())
-        .output()
-        .unwrap();
-    let document = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|_| panic!("a JSON document: {output:?}"));
-    (output.status.code(), document)
+    server.json_output(&[&["warm"], args].concat(), &[])
 }
 
 fn platforms(image: &Value) -> Vec<(String, String)> {

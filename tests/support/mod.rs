@@ -103,6 +103,25 @@ impl MotoServer {
         aws_sdk_secretsmanager::Client::from_conf(config)
     }
 
+    /// Runs the binary against this server with `args` (and `--output json`,
+    /// which every command takes), and reads the one JSON document it prints.
+    pub fn json_output(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Option<i32>, serde_json::Value) {
+        let output = Command::new(env!("CARGO_BIN_EXE_ecr-cache-warmer"))
+            .args(args)
+            .args(["--output", "json"])
+            .envs(self.env())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let document = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("a JSON document: {output:?}"));
+        (output.status.code(), document)
+    }
+
     /// The environment that points the binary at this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
