@@ -313,7 +313,13 @@ fn line_entries(line: &str) -> Vec<String> {
         // A comma inside a selector (`nginx:>=1.26, <1.28`) does not end it.
         match entries.last_mut() {
             Some(last) if selector::continues_selector(last, item) => {
-                last.push(',');
+                // `nginx:~1.27,newest=2` was `nginx:~1.27 newest=2`: a comma
+                // only ever separated comparators, or stood in a pattern.
+                let separator = match selector::is_option(item.trim()) {
+                    true => " ",
+                    false => ",",
+                };
+                last.push_str(separator);
                 last.push_str(item.trim_end());
             }
             _ => entries.push(item.trim().to_string()),
@@ -384,14 +390,30 @@ mod tests {
     #[test]
     fn a_comma_inside_a_selector_does_not_end_it() {
         assert_eq!(
-            read_list("nginx:>=1.26, <1.28 newest=10, redis:7\nnginx:~1.27,newest=2,alpine"),
+            read_list(
+                "nginx:>=1.26, <1.28 newest=10, redis:7\nnginx:~1.27,newest=2,alpine\n\
+                 nginx:match=^1\\.2\\d{1,3}$,nginx:>=1.26,<1.28"
+            ),
             [
                 "nginx:>=1.26, <1.28 newest=10",
                 "redis:7",
-                "nginx:~1.27,newest=2",
-                "alpine"
+                "nginx:~1.27 newest=2",
+                "alpine",
+                "nginx:match=^1\\.2\\d{1,3}$",
+                "nginx:>=1.26,<1.28"
             ]
         );
+        for selector in [
+            "nginx:>=1.26, <1.28 newest=10",
+            "nginx:~1.27 newest=2",
+            "nginx:match=^1\\.2\\d{1,3}$",
+            "nginx:>=1.26,<1.28",
+        ] {
+            assert!(
+                matches!(selector::classify(selector), Some(Ok(_))),
+                "{selector}"
+            );
+        }
     }
 
     #[test]

@@ -387,6 +387,11 @@ impl<'a> Options<'a> {
 }
 
 /// `key=value` with a key of lowercase letters; no comparator starts so.
+/// Whether a word of a selector is an option (`newest=3`, `match=…`).
+pub fn is_option(word: &str) -> bool {
+    option(word).is_some()
+}
+
 fn option(token: &str) -> Option<(&str, &str)> {
     let (key, value) = token.split_once('=')?;
     let is_key = !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase());
