@@ -211,60 +211,75 @@ fn batches(messages: &[(String, &[String])]) -> Vec<Vec<usize>> {
     batches
 }
 
+/// A stand-in queue for tests: `answer` sees each entry of each
+/// SendMessageBatch call (with the call's number, from 0) and refuses it with
+/// `Some(sender_fault)`; every other entry is taken.
+#[cfg(test)]
+pub(crate) fn test_queue(
+    answer: impl Fn(usize, &SendMessageBatchRequestEntry) -> Option<bool> + Send + Sync + 'static,
+) -> aws_sdk_sqs::Client {
+    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
+    use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let calls = AtomicUsize::new(0);
+    let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(move |req| {
+        let call = calls.fetch_add(1, Ordering::SeqCst);
+        let mut output = SendMessageBatchOutput::builder()
+            .set_failed(Some(Vec::new()))
+            .set_successful(Some(Vec::new()));
+        for entry in req.entries() {
+            output = match answer(call, entry) {
+                Some(sender_fault) => output.failed(
+                    BatchResultErrorEntry::builder()
+                        .id(entry.id())
+                        .sender_fault(sender_fault)
+                        .code("InternalError")
+                        .message("try again")
+                        .build()
+                        .unwrap(),
+                ),
+                None => output.successful(
+                    SendMessageBatchResultEntry::builder()
+                        .id(entry.id())
+                        .message_id(format!("m-{}", entry.id()))
+                        .md5_of_message_body("x")
+                        .build()
+                        .unwrap(),
+                ),
+            };
+        }
+        output.build().unwrap()
+    });
+    mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule])
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
-    use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     use super::*;
 
-    /// Fails the listed entry ids on the first call, then takes everything.
+    /// Fails the listed entry ids on the first call, then takes everything;
+    /// records the bodies of each call.
     fn flaky_queue(
         fail_first: &'static [&'static str],
         sender_fault: bool,
     ) -> (aws_sdk_sqs::Client, Arc<Mutex<Vec<Vec<String>>>>) {
         let calls: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
         let seen = calls.clone();
-        let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(move |req| {
+        let client = test_queue(move |call, entry| {
             let mut calls = seen.lock().unwrap();
-            let first = calls.is_empty();
-            calls.push(
-                req.entries()
-                    .iter()
-                    .map(|e| e.message_body().to_string())
-                    .collect(),
-            );
-            let mut output = SendMessageBatchOutput::builder()
-                .set_failed(Some(Vec::new()))
-                .set_successful(Some(Vec::new()));
-            for entry in req.entries() {
-                if first && fail_first.contains(&entry.id()) {
-                    output = output.failed(
-                        BatchResultErrorEntry::builder()
-                            .id(entry.id())
-                            .sender_fault(sender_fault)
-                            .code("InternalError")
-                            .message("try again")
-                            .build()
-                            .unwrap(),
-                    );
-                } else {
-                    output = output.successful(
-                        SendMessageBatchResultEntry::builder()
-                            .id(entry.id())
-                            .message_id(format!("m-{}", entry.id()))
-                            .md5_of_message_body("x")
-                            .build()
-                            .unwrap(),
-                    );
-                }
+            if calls.len() == call {
+                calls.push(Vec::new());
             }
-            output.build().unwrap()
+            calls[call].push(entry.message_body().to_string());
+            (call == 0 && fail_first.contains(&entry.id())).then_some(sender_fault)
         });
-        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule]);
         (client, calls)
     }
 
@@ -313,25 +328,11 @@ mod tests {
         let seen = delays.clone();
         let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
         let sent = bodies.clone();
-        let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(move |req| {
-            let mut output = SendMessageBatchOutput::builder()
-                .set_failed(Some(Vec::new()))
-                .set_successful(Some(Vec::new()));
-            for entry in req.entries() {
-                seen.lock().unwrap().push(entry.delay_seconds());
-                sent.lock().unwrap().push(entry.message_body().to_string());
-                output = output.successful(
-                    SendMessageBatchResultEntry::builder()
-                        .id(entry.id())
-                        .message_id("m")
-                        .md5_of_message_body("x")
-                        .build()
-                        .unwrap(),
-                );
-            }
-            output.build().unwrap()
+        let sqs = test_queue(move |_, entry| {
+            seen.lock().unwrap().push(entry.delay_seconds());
+            sent.lock().unwrap().push(entry.message_body().to_string());
+            None
         });
-        let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule]);
         let selectors = HashMap::from([("nginx:2".to_string(), "nginx:~2".to_string())]);
         let delivery = Delivery {
             delay: Duration::from_secs(3600),

@@ -950,8 +950,6 @@ mod tests {
     use aws_sdk_ecr::operation::get_download_url_for_layer::GetDownloadUrlForLayerOutput;
     use aws_sdk_ecr::types::error::RepositoryNotFoundException;
     use aws_sdk_ecr::types::{Image, ImageFailure, ImageFailureCode, ImageIdentifier};
-    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
-    use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
     use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
 
     use super::*;
@@ -1202,42 +1200,17 @@ mod tests {
     /// A queue that refuses entry "0" of the first call, and records every body
     /// (with its delay in seconds, when it has one, as `DELAY|body`).
     fn fake_queue(bodies: Arc<Mutex<Vec<String>>>) -> aws_sdk_sqs::Client {
-        let calls = Arc::new(Mutex::new(0));
-        let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(move |req| {
-            let mut calls = calls.lock().unwrap();
-            *calls += 1;
-            let mut output = SendMessageBatchOutput::builder()
-                .set_failed(Some(Vec::new()))
-                .set_successful(Some(Vec::new()));
-            for entry in req.entries() {
-                if *calls == 1 && entry.id() == "0" {
-                    output = output.failed(
-                        BatchResultErrorEntry::builder()
-                            .id(entry.id())
-                            .sender_fault(false)
-                            .code("ServiceUnavailable")
-                            .build()
-                            .unwrap(),
-                    );
-                    continue;
-                }
-                let body = match entry.delay_seconds() {
-                    Some(delay) => format!("{delay}|{}", entry.message_body()),
-                    None => entry.message_body().to_string(),
-                };
-                bodies.lock().unwrap().push(body);
-                output = output.successful(
-                    SendMessageBatchResultEntry::builder()
-                        .id(entry.id())
-                        .message_id("m")
-                        .md5_of_message_body("x")
-                        .build()
-                        .unwrap(),
-                );
+        crate::fanout::test_queue(move |call, entry| {
+            if call == 0 && entry.id() == "0" {
+                return Some(false);
             }
-            output.build().unwrap()
-        });
-        mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&rule])
+            let body = match entry.delay_seconds() {
+                Some(delay) => format!("{delay}|{}", entry.message_body()),
+                None => entry.message_body().to_string(),
+            };
+            bodies.lock().unwrap().push(body);
+            None
+        })
     }
 
     fn warmer(settings: &[(&str, &str)], bodies: Arc<Mutex<Vec<String>>>) -> Warmer {
