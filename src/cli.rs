@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
 
-use crate::doctor::{self, CacheRule};
+use crate::doctor;
 use crate::duration;
 use crate::ecs;
 use crate::metrics;
@@ -362,12 +362,11 @@ async fn doctor_command(args: InputArgs) -> Result<u8, UsageError> {
     let ecr = aws_sdk_ecr::Client::new(&config);
     let caller = doctor::caller(&aws_sdk_sts::Client::new(&config)).await?;
     let rules = match args.rules.is_empty() {
-        true => doctor::discover(&ecr).await?,
-        false => args.rules.iter().map(CacheRule::of).collect(),
-    };
-    let plannable = Rules::new(rules.iter().map(|r| r.rule.clone()).collect())?
-        .with_own_registry(&caller.account, &region);
-    let planned = plan_inputs(inputs, &plannable);
+        true => Rules::discover(&ecr).await?,
+        false => Rules::new(args.rules.clone())?,
+    }
+    .with_own_registry(&caller.account, &region);
+    let planned = plan_inputs(inputs, &rules);
     let report = doctor::run(&ecr, caller, &region, &rules, &planned).await;
     let mut out = io::stdout().lock();
     written(match args.output {

@@ -148,6 +148,11 @@ impl Rule {
         &self.credential
     }
 
+    /// The rule, with what is known of its credential.
+    pub fn with_credential(self, credential: Credential) -> Rule {
+        Rule { credential, ..self }
+    }
+
     fn is_root(&self) -> bool {
         self.ecr_prefix == ROOT
     }
@@ -237,15 +242,15 @@ impl Rules {
             let item = item.map_err(|error| RuleError::Discovery(describe_error(&error)))?;
             let prefix = item.ecr_repository_prefix().unwrap_or_default();
             let upstream = item.upstream_registry_url().unwrap_or_default();
-            let mut rule = Rule::new(prefix, upstream, item.upstream_repository_prefix())
-                .map_err(|error| error.in_rule(&format!("{prefix}={upstream}")))?;
-            rule.credential = match item.credential_arn().or(item.custom_role_arn()) {
+            let credential = match item.credential_arn().or(item.custom_role_arn()) {
                 Some(arn) => Credential::Given {
                     arn: arn.to_string(),
                 },
                 None => Credential::None,
             };
-            rules.push(rule);
+            let rule = Rule::new(prefix, upstream, item.upstream_repository_prefix())
+                .map_err(|error| error.in_rule(&format!("{prefix}={upstream}")))?;
+            rules.push(rule.with_credential(credential));
         }
         Rules::new(rules)
     }

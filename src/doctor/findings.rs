@@ -5,15 +5,15 @@
 
 use super::policy::{Denial, Grant, Policy, PrefixJudgement, Scope, Verdict, CREATE, IMPORT};
 use super::registry::{Facts, Fetched, Repositories, Repository, Template, Validation};
-use super::{CacheRule, Caller, Check, Credential, Finding, Status};
+use super::{Caller, Check, Credential, Finding, Status};
 use crate::plan::PlannedImage;
-use crate::rules::ROOT;
+use crate::rules::{Rule, Rules, ROOT};
 
 pub fn judge(
     facts: &Facts,
     caller: &Caller,
     region: &str,
-    rules: &[CacheRule],
+    rules: &Rules,
     images: &[PlannedImage],
 ) -> Vec<Finding> {
     let account = facts.registry_id.as_deref().unwrap_or(&caller.account);
@@ -22,10 +22,10 @@ pub fn judge(
         region,
         account,
     };
-    let prefixes: Vec<&str> = rules.iter().map(|r| r.rule.ecr_prefix()).collect();
+    let prefixes: Vec<&str> = rules.iter().map(Rule::ecr_prefix).collect();
     let mut findings = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
-        let prefix = rule.rule.ecr_prefix();
+        let prefix = rule.ecr_prefix();
         let validation = facts.validations.get(i).and_then(Option::as_ref);
         findings.push(credential(rule, validation));
         match facts
@@ -78,22 +78,22 @@ pub fn judge(
     findings
 }
 
-fn credential(rule: &CacheRule, validation: Option<&Fetched<Validation>>) -> Finding {
+fn credential(rule: &Rule, validation: Option<&Fetched<Validation>>) -> Finding {
     let finding = |status, message: String, fix: Option<String>| Finding {
         check: Check::UpstreamCredential,
         status,
-        subject: rule.rule.ecr_prefix().to_string(),
+        subject: rule.ecr_prefix().to_string(),
         message,
         fix,
     };
-    let (arn, failure) = match (&rule.credential, validation) {
+    let (arn, failure) = match (rule.credential(), validation) {
         (Credential::Unknown, _) => {
             return finding(
                 Status::Ok,
                 format!(
                     "not validated: rule {} was given (--rule, WARM_RULES), so its credential is \
                      not known; without --rule the rules are read from ECR and validated",
-                    rule.rule
+                    rule
                 ),
                 None,
             )
@@ -103,7 +103,7 @@ fn credential(rule: &CacheRule, validation: Option<&Fetched<Validation>>) -> Fin
                 Status::Ok,
                 format!(
                     "rule {} has no credential: its upstream is pulled anonymously",
-                    rule.rule
+                    rule
                 ),
                 None,
             )
@@ -113,7 +113,7 @@ fn credential(rule: &CacheRule, validation: Option<&Fetched<Validation>>) -> Fin
                 Status::Warning,
                 format!(
                     "could not validate the credential of rule {}: {error}",
-                    rule.rule
+                    rule
                 ),
                 Some(
                     "allow this caller ecr:ValidatePullThroughCacheRule, or validate it \
@@ -126,7 +126,7 @@ fn credential(rule: &CacheRule, validation: Option<&Fetched<Validation>>) -> Fin
         (Credential::Given { arn }, Some(Ok(validation))) if validation.valid => {
             return finding(
                 Status::Ok,
-                format!("ECR validated the credential of rule {}: {arn}", rule.rule),
+                format!("ECR validated the credential of rule {}: {arn}", rule),
                 None,
             )
         }
@@ -134,7 +134,7 @@ fn credential(rule: &CacheRule, validation: Option<&Fetched<Validation>>) -> Fin
             (arn, validation.failure.as_deref().unwrap_or("not valid"))
         }
     };
-    let prefix = rule.rule.ecr_prefix();
+    let prefix = rule.ecr_prefix();
     match secret_name(arn) {
         Some(name) => {
             let mut fix = format!(
@@ -151,7 +151,7 @@ fn credential(rule: &CacheRule, validation: Option<&Fetched<Validation>>) -> Fin
                 format!(
                     "the credential of rule {} is not valid: {failure}. Pulls of new images and \
                      tag refreshes fail with UnableToGetUpstreamImageException until it is fixed",
-                    rule.rule
+                    rule
                 ),
                 Some(fix),
             )
@@ -160,7 +160,7 @@ fn credential(rule: &CacheRule, validation: Option<&Fetched<Validation>>) -> Fin
             Status::Error,
             format!(
                 "ECR cannot pull from the upstream of rule {} with the role {arn}: {failure}",
-                rule.rule
+                rule
             ),
             Some(format!(
                 "check that ECR may assume the role {arn} and that it may pull from the upstream \
@@ -567,7 +567,6 @@ mod tests {
     use super::*;
     use crate::doctor::registry::Repositories;
     use crate::doctor::Report;
-    use crate::rules::{Rule, Rules};
 
     fn caller() -> Caller {
         Caller {
@@ -603,22 +602,19 @@ mod tests {
         }
     }
 
-    fn rules() -> Vec<CacheRule> {
-        vec![
-            CacheRule {
-                rule: Rule::parse("docker-hub=registry-1.docker.io").unwrap(),
-                credential: Credential::Given {
-                    arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbC123".into(),
-                },
-            },
-            CacheRule::of(&Rule::parse("ecr-public=public.ecr.aws").unwrap()),
-        ]
+    fn rules() -> Rules {
+        Rules::new(vec![
+            Rule::parse("docker-hub=registry-1.docker.io").unwrap().with_credential(Credential::Given {
+                arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbC123".into(),
+            }),
+            Rule::parse("ecr-public=public.ecr.aws").unwrap(),
+        ])
+        .unwrap()
     }
 
-    fn planned(images: &[&str], rules: &[CacheRule]) -> Vec<PlannedImage> {
-        let rules = Rules::new(rules.iter().map(|r| r.rule.clone()).collect()).unwrap();
+    fn planned(images: &[&str], rules: &Rules) -> Vec<PlannedImage> {
         let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
-        crate::plan::plan(&images, &rules)
+        crate::plan::plan(&images, rules)
     }
 
     const NARROW: &str = r#"{"Version": "2012-10-17", "Statement": [{"Sid": "PullThroughCache",

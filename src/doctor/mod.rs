@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::aws::describe_error;
 use crate::plan::PlannedImage;
 pub use crate::rules::Credential;
-use crate::rules::{Rule, RuleError, Rules};
+use crate::rules::Rules;
 
 /// How one finding stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -95,13 +95,6 @@ pub struct Summary {
     pub error: usize,
 }
 
-/// A rule to check, with what is known of its upstream credential.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheRule {
-    pub rule: Rule,
-    pub credential: Credential,
-}
-
 #[derive(Debug, Error)]
 pub enum DoctorError {
     #[error(
@@ -144,17 +137,6 @@ impl Caller {
     }
 }
 
-impl CacheRule {
-    /// A rule with the credential known of it: none when it was given by
-    /// the user (`--rule`, `WARM_RULES`) rather than read from ECR.
-    pub fn of(rule: &Rule) -> CacheRule {
-        CacheRule {
-            rule: rule.clone(),
-            credential: rule.credential().clone(),
-        }
-    }
-}
-
 impl Report {
     pub fn new(caller: Caller, region: String, findings: Vec<Finding>) -> Report {
         let mut summary = Summary::default();
@@ -187,21 +169,14 @@ pub async fn caller(sts: &aws_sdk_sts::Client) -> Result<Caller, DoctorError> {
     })
 }
 
-/// Every rule of the registry, from ECR, with its credential.
-pub async fn discover(ecr: &aws_sdk_ecr::Client) -> Result<Vec<CacheRule>, RuleError> {
-    Ok(Rules::discover(ecr)
-        .await?
-        .iter()
-        .map(CacheRule::of)
-        .collect())
-}
-
-/// Runs every check for every rule, and for the images given.
+/// Runs every check for every rule (with what is known of its credential:
+/// nothing when it was given with `--rule` or `WARM_RULES`), and for the
+/// images given.
 pub async fn run(
     ecr: &aws_sdk_ecr::Client,
     caller: Caller,
     region: &str,
-    rules: &[CacheRule],
+    rules: &Rules,
     images: &[PlannedImage],
 ) -> Report {
     let facts = registry::read(ecr, rules, images).await;
@@ -226,8 +201,7 @@ pub async fn log_at_init(
     };
     let region = config.region().map(ToString::to_string).unwrap_or_default();
     let planned = crate::plan::plan(images, rules);
-    let checked: Vec<CacheRule> = rules.iter().map(CacheRule::of).collect();
-    let report = run(ecr, caller, &region, &checked, &planned).await;
+    let report = run(ecr, caller, &region, rules, &planned).await;
     for finding in &report.findings {
         let Finding {
             check,

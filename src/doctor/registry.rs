@@ -6,9 +6,10 @@
 use aws_sdk_ecr::types::{ImageTagMutability, RctAppliedFor};
 use futures_util::{stream, StreamExt};
 
-use super::{CacheRule, Credential};
+use super::Credential;
 use crate::aws::describe_error;
 use crate::plan::PlannedImage;
+use crate::rules::Rules;
 
 /// Calls to describe repositories by name at once, when the registry cannot be listed.
 const DESCRIBE_CONCURRENCY: usize = 8;
@@ -63,19 +64,15 @@ pub struct Validation {
     pub failure: Option<String>,
 }
 
-pub async fn read(
-    ecr: &aws_sdk_ecr::Client,
-    rules: &[CacheRule],
-    images: &[PlannedImage],
-) -> Facts {
+pub async fn read(ecr: &aws_sdk_ecr::Client, rules: &Rules, images: &[PlannedImage]) -> Facts {
     let (policy, registry_id) = match registry_policy(ecr).await {
         Ok((text, id)) => (Ok(text), id),
         Err(error) => (Err(error), None),
     };
     let mut validations = Vec::new();
-    for rule in rules {
-        validations.push(match rule.credential {
-            Credential::Given { .. } => Some(validate(ecr, rule.rule.ecr_prefix()).await),
+    for rule in rules.iter() {
+        validations.push(match rule.credential() {
+            Credential::Given { .. } => Some(validate(ecr, rule.ecr_prefix()).await),
             Credential::Unknown | Credential::None => None,
         });
     }
