@@ -245,9 +245,7 @@ async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
         planned.extend(ecs_images(config, scope, &rules, &planned, None).await?);
     }
     if resolve {
-        planned = args
-            .resolve_selectors(endpoints, config.as_ref(), planned, &rules, None)
-            .await;
+        planned = resolve_selectors(endpoints, config.as_ref(), planned, &rules, None).await;
     }
     let mut out = io::stdout().lock();
     written(match args.output {
@@ -304,10 +302,7 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     if let Some(scope) = &scope {
         planned.extend(ecs_images(&config, scope, &rules, &planned, deadline).await?);
     }
-    let planned = args
-        .input
-        .resolve_selectors(endpoints, Some(&config), planned, &rules, deadline)
-        .await;
+    let planned = resolve_selectors(endpoints, Some(&config), planned, &rules, deadline).await;
     // What ECS pulls without a cache is reported, not warmed.
     let (planned, not_warmed): (Vec<PlannedImage>, Vec<PlannedImage>) = planned
         .into_iter()
@@ -395,6 +390,21 @@ fn warm_document(
     Ok(document)
 }
 
+/// The plan with its selectors' tags listed upstream, with the rules'
+/// credentials when the AWS configuration is at hand.
+async fn resolve_selectors(
+    endpoints: Endpoints,
+    config: Option<&SdkConfig>,
+    planned: Vec<PlannedImage>,
+    rules: &Rules,
+    deadline: Option<Instant>,
+) -> Vec<PlannedImage> {
+    let credentials = Credentials::new(config.map(aws_sdk_secretsmanager::Client::new));
+    Resolver::new(TagLister::new(endpoints), credentials)
+        .resolve(planned, rules, deadline)
+        .await
+}
+
 fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     text.parse()
         .map_err(|error: crate::upstream::endpoints::EndpointError| error.to_string())
@@ -470,25 +480,6 @@ impl InputArgs {
             inputs.extend(plan::read_list_bytes(&bytes));
         }
         Ok(inputs)
-    }
-
-    /// The plan with its selectors' tags listed upstream, with the rules'
-    /// credentials when the AWS configuration is at hand.
-    async fn resolve_selectors(
-        &self,
-        endpoints: Endpoints,
-        config: Option<&SdkConfig>,
-        planned: Vec<PlannedImage>,
-        rules: &Rules,
-        deadline: Option<Instant>,
-    ) -> Vec<PlannedImage> {
-        if planned.iter().all(|image| image.unresolved.is_none()) {
-            return planned;
-        }
-        let credentials = Credentials::new(config.map(aws_sdk_secretsmanager::Client::new));
-        Resolver::new(TagLister::new(endpoints), credentials)
-            .resolve(planned, rules, deadline)
-            .await
     }
 
     /// The `--upstream-endpoint`s, which must name each registry once.

@@ -121,10 +121,7 @@ impl PlannedImage {
                 }
             }
         };
-        let (target, error) = match rules.map(&reference) {
-            Ok(mapping) => (Some(Target::of(&mapping)), None),
-            Err(no_rule) => (None, Some(no_rule.to_string())),
-        };
+        let (target, error) = Target::of(rules, &reference);
         PlannedImage {
             reference: Some(reference),
             target,
@@ -172,10 +169,7 @@ impl PlannedImage {
                 }
             }
         };
-        let (target, error) = match rules.map(selector.repository()) {
-            Ok(mapping) => (Some(Target::of(&mapping)), None),
-            Err(no_rule) => (None, Some(no_rule.to_string())),
-        };
+        let (target, error) = Target::of(rules, selector.repository());
         PlannedImage {
             target,
             error,
@@ -282,11 +276,19 @@ impl PlannedImage {
 }
 
 impl Target {
-    fn of(mapping: &rules::Mapping<'_>) -> Target {
-        Target {
-            cache_repository: mapping.cache_repository.clone(),
-            rule: mapping.rule.to_string(),
-            rule_prefix: mapping.rule.ecr_prefix().to_string(),
+    /// Where the rules map a reference or a selector's repository, or why
+    /// they do not.
+    fn of(rules: &Rules, reference: &Reference) -> (Option<Target>, Option<String>) {
+        match rules.map(reference) {
+            Ok(mapping) => (
+                Some(Target {
+                    cache_repository: mapping.cache_repository,
+                    rule: mapping.rule.to_string(),
+                    rule_prefix: mapping.rule.ecr_prefix().to_string(),
+                }),
+                None,
+            ),
+            Err(no_rule) => (None, Some(no_rule.to_string())),
         }
     }
 }

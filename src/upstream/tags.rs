@@ -1010,6 +1010,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_retry_after_longer_than_a_minute_is_not_waited_for() {
+        let server = TestServer::start(|_: &Request| {
+            Reply::json(429, r#"{"errors":[]}"#).header("Retry-After", "120")
+        })
+        .await;
+        let error = list(&server, None).await.unwrap_err();
+        assert_eq!(error.kind(), "throttled");
+        assert!(error.to_string().contains("Retry-After 120 s"), "{error}");
+        assert_eq!(server.requests().len(), 1);
+    }
+
+    #[tokio::test]
     async fn no_request_starts_after_the_deadline() {
         let server = TestServer::start(|_: &Request| tag_list(&["a"])).await;
         let error = lister(&server)
