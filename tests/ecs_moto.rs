@@ -15,15 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_ecr-cache-warmer");
 const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
 fn ecs_client(moto: &MotoServer) -> aws_sdk_ecs::Client {
-    let config = aws_sdk_ecs::Config::builder()
-        .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-        .region(aws_sdk_ecs::config::Region::new("us-east-1"))
-        .endpoint_url(&moto.endpoint)
-        .credentials_provider(aws_sdk_ecs::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .build();
-    aws_sdk_ecs::Client::from_conf(config)
+    aws_sdk_ecs::Client::new(&moto.sdk_config())
 }
 
 async fn register(ecs: &aws_sdk_ecs::Client, family: &str, images: &[&str]) -> String {

@@ -361,8 +361,7 @@ fn create_rule(server: &MotoServer, prefix: &str, upstream: &str, credential: Op
 
 /// A secret in the Secrets Manager of moto, under the emulator; its ARN.
 async fn create_secret(server: &MotoServer, name: &str, value: &str) -> String {
-    let created = server
-        .secrets_manager()
+    let created = aws_sdk_secretsmanager::Client::new(&server.sdk_config())
         .create_secret()
         .name(name)
         .secret_string(value)

@@ -77,30 +77,24 @@ impl MotoServer {
         server
     }
 
-    /// An ECR client of the server, for seeding it.
-    pub fn ecr(&self) -> aws_sdk_ecr::Client {
-        let config = aws_sdk_ecr::Config::builder()
-            .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
-            .region(aws_sdk_ecr::config::Region::new("us-east-1"))
+    /// The SDK configuration of a client of the server, for seeding it:
+    /// `aws_sdk_ecr::Client::new(&server.sdk_config())`.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        use aws_config::{BehaviorVersion, Region};
+        use aws_sdk_ecr::config::{Credentials, SharedCredentialsProvider};
+        aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_ecr::config::Credentials::new(
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
                 "test", "test", None, None, "tests",
-            ))
-            .build();
-        aws_sdk_ecr::Client::from_conf(config)
+            )))
+            .build()
     }
 
-    /// A Secrets Manager client of the server (moto's), for seeding it.
-    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
-        let config = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "test", "test", None, None, "tests",
-            ))
-            .build();
-        aws_sdk_secretsmanager::Client::from_conf(config)
+    /// An ECR client of the server, for seeding it.
+    pub fn ecr(&self) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::new(&self.sdk_config())
     }
 
     /// Runs the binary against this server with `args` (and `--output json`,
