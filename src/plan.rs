@@ -41,7 +41,7 @@ pub struct PlannedImage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanFailure {
     pub code: &'static str,
-    pub hint: String,
+    pub hint: &'static str,
     /// Whether it may work later (an upstream that did not answer).
     pub retryable: bool,
 }
@@ -161,8 +161,7 @@ impl PlannedImage {
                         code: "InvalidSelector",
                         hint: "write a selector as REPOSITORY:[RANGE] [newest=N] [match=REGEX] \
                                [exclude=REGEX], e.g. nginx:~1.27 or nginx:~1.27 match=-alpine$ \
-                               newest=3"
-                            .to_string(),
+                               newest=3",
                         retryable: false,
                     }),
                     ..PlannedImage::failed(input, error.to_string())

@@ -169,8 +169,7 @@ fn resolved(
                 code: "UpstreamTagsUnavailable",
                 hint: "`ecr-cache-warmer plan --resolve` lists a selector's tags from where it \
                        runs; they are listed from the upstream registry itself, which needs a \
-                       route to it"
-                    .to_string(),
+                       route to it",
                 retryable: unlisted.retryable,
             },
             unlisted.message.clone(),
@@ -199,8 +198,7 @@ fn select(
                 code: "NoMatchingTag",
                 hint: "widen the version range or the pattern (a tag with a suffix such as \
                        -alpine is only selected by a match= that accepts it); \
-                       `ecr-cache-warmer plan --resolve` shows what a selector selects"
-                    .to_string(),
+                       `ecr-cache-warmer plan --resolve` shows what a selector selects",
                 retryable: false,
             },
             format!(

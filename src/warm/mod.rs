@@ -409,7 +409,7 @@ fn fail(outcome: &mut ImageOutcome, failure: &Failure, context: &FailureContext<
 /// An input that could not be planned: it failed before any call.
 fn not_planned(image: &PlannedImage) -> ImageOutcome {
     let (code, hint) = match (&image.failure, &image.reference) {
-        (Some(failure), _) => (failure.code, failure.hint.as_str()),
+        (Some(failure), _) => (failure.code, failure.hint),
         // Selectors are listed before the warm; one that was not has no tag to pull.
         _ if image.unresolved.is_some() => (
             "UpstreamTagsUnavailable",
