@@ -14,9 +14,10 @@ use thiserror::Error;
 use crate::doctor;
 use crate::duration;
 use crate::ecs;
+use crate::list::{self, ListEntry};
 use crate::metrics;
 use crate::outcome::ImageOutcome;
-use crate::plan::{self, ListEntry, PlannedImage, Source};
+use crate::plan::{PlannedImage, Source};
 use crate::rules::{Rule, RuleError, Rules};
 use crate::upstream::credential::Credentials;
 use crate::upstream::endpoints::{Endpoint, Endpoints};
@@ -357,7 +358,7 @@ async fn doctor_command(args: InputArgs) -> Result<u8, UsageError> {
     let ecr = aws_sdk_ecr::Client::new(&config);
     let caller = doctor::caller(&aws_sdk_sts::Client::new(&config)).await?;
     let rules = match args.rules.is_empty() {
-        true => Rules::discover(&ecr).await?,
+        true => crate::discovery::rules(&ecr).await?,
         false => Rules::new(args.rules.clone())?,
     }
     .with_own_registry(&caller.account, &region);
@@ -416,7 +417,10 @@ fn parse_platform(text: &str) -> Result<Platform, String> {
 }
 
 fn plan_inputs(inputs: Vec<ListEntry>, rules: &Rules) -> Vec<PlannedImage> {
-    inputs.into_iter().map(|input| input.plan(rules)).collect()
+    inputs
+        .into_iter()
+        .map(|input| PlannedImage::from_entry(input, rules))
+        .collect()
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
@@ -477,7 +481,7 @@ impl InputArgs {
             } else {
                 std::fs::read(path).map_err(read_error)?
             };
-            inputs.extend(plan::read_list_bytes(&bytes));
+            inputs.extend(list::read_list_bytes(&bytes));
         }
         Ok(inputs)
     }
@@ -514,11 +518,11 @@ impl InputArgs {
         };
         let ecr = aws_sdk_ecr::Client::new(config);
         let rules = match self.rules.is_empty() {
-            true => Rules::discover(&ecr).await?,
+            true => crate::discovery::rules(&ecr).await?,
             false => Rules::new(self.rules.clone())?,
         };
         let region = config.region().map(ToString::to_string).unwrap_or_default();
-        Ok(rules.for_caller(&ecr, &region).await)
+        Ok(crate::discovery::for_caller(rules, &ecr, &region).await)
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::ecs::events::{self as ecs_events, EcsEvent};
-use crate::plan::read_list;
+use crate::list::read_list;
 use crate::selector::SelectorObject;
 
 const SCHEDULED_EVENT: &str = "Scheduled Event";

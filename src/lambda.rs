@@ -15,9 +15,10 @@ use crate::duration;
 use crate::ecs::{self, events::EcsEvent, Discovered};
 use crate::event::{self, Message, Trigger};
 use crate::fanout::{self, Delivery};
+use crate::list::{self, ListEntry};
 use crate::metrics;
 use crate::outcome::{Failure, FailureContext, ImageOutcome, Status};
-use crate::plan::{self, ListEntry, PlannedImage, Source};
+use crate::plan::{self, PlannedImage, Source};
 use crate::rules::{RuleError, Rules};
 use crate::s3::ObjectUri;
 use crate::upstream::credential::Credentials;
@@ -103,11 +104,11 @@ impl Settings {
     /// Reads the settings with `var` (the process environment in Lambda).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
         let var = |name: &str| var(name).filter(|value| !value.trim().is_empty());
-        let mut images = var("WARM_IMAGES").map_or_else(Vec::new, |list| plan::read_list(&list));
+        let mut images = var("WARM_IMAGES").map_or_else(Vec::new, |list| list::read_list(&list));
         if let Some(path) = var("WARM_IMAGES_FILE") {
             let text = std::fs::read_to_string(path.trim())
                 .map_err(|source| SettingsError::ImagesFile { path, source })?;
-            images.extend(plan::read_list(&text));
+            images.extend(list::read_list(&text));
         }
         let rules = var("WARM_RULES")
             .map(|text| Rules::parse_list(&text))
@@ -179,7 +180,7 @@ impl Settings {
             },
             ecs: ecs_scope(&var)?,
             upstream_endpoints: Endpoints::parse(
-                var("WARM_UPSTREAM_ENDPOINTS").map_or_else(Vec::new, |list| plan::read_list(&list)),
+                var("WARM_UPSTREAM_ENDPOINTS").map_or_else(Vec::new, |list| list::read_list(&list)),
             )
             .map_err(|error| invalid("WARM_UPSTREAM_ENDPOINTS", &var, error.to_string()))?,
         })
@@ -205,7 +206,7 @@ fn ecs_scope(var: &impl Fn(&str) -> Option<String>) -> Result<Option<ecs::Scope>
             ))
         }
     };
-    let clusters = var("WARM_ECS_CLUSTERS").map_or_else(Vec::new, |list| plan::read_list(&list));
+    let clusters = var("WARM_ECS_CLUSTERS").map_or_else(Vec::new, |list| list::read_list(&list));
     match families {
         Some(families) => Ok(Some(ecs::Scope { families, clusters })),
         None if clusters.is_empty() => Ok(None),
@@ -296,10 +297,10 @@ async fn init() -> Result<Warmer, lambda_runtime::Error> {
     let ecr = aws_sdk_ecr::Client::new(&config);
     let rules = match &settings.rules {
         Some(rules) => rules.clone(),
-        None => Rules::discover(&ecr).await?,
+        None => crate::discovery::rules(&ecr).await?,
     };
     let region = config.region().map(ToString::to_string).unwrap_or_default();
-    let rules = rules.for_caller(&ecr, &region).await;
+    let rules = crate::discovery::for_caller(rules, &ecr, &region).await;
     if settings.doctor {
         let checks = crate::doctor::log_at_init(&config, &ecr, &rules, &settings.images);
         if tokio::time::timeout(DOCTOR_AT_INIT, checks).await.is_err() {
@@ -458,7 +459,7 @@ async fn warm_list(
     }
     let mut planned: Vec<PlannedImage> = inputs
         .into_iter()
-        .map(|input| input.plan(&warmer.rules))
+        .map(|input| PlannedImage::from_entry(input, &warmer.rules))
         .collect();
     planned.extend(ecs::plan(discovered, &warmer.rules, &planned));
     // Selectors are listed before fan-out: the queue carries the images they select.

@@ -8,12 +8,15 @@
 pub mod aws;
 pub mod backoff;
 pub mod cli;
+pub mod discovery;
 pub mod doctor;
 pub mod duration;
 pub mod ecs;
 pub mod event;
 pub mod fanout;
+pub mod host;
 pub mod lambda;
+pub mod list;
 pub mod metrics;
 pub mod outcome;
 pub mod plan;

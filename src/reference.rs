@@ -9,9 +9,8 @@ use std::fmt;
 
 use thiserror::Error;
 
-/// Docker Hub's canonical domain, as Docker prints it.
-pub const DOCKER_HUB_DOMAIN: &str = "docker.io";
-const LEGACY_DOCKER_HUB_DOMAIN: &str = "index.docker.io";
+use crate::host::{is_docker_hub_host, DOCKER_HUB_DOMAIN, LEGACY_DOCKER_HUB_DOMAIN};
+
 const OFFICIAL_REPOSITORY_PREFIX: &str = "library/";
 const LOCALHOST: &str = "localhost";
 const NAME_MAX_LEN: usize = 255;
@@ -112,15 +111,6 @@ impl fmt::Display for Reference {
         }
         Ok(())
     }
-}
-
-/// Hosts that all mean Docker Hub.
-pub fn is_docker_hub_host(host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
-    matches!(
-        host.as_str(),
-        DOCKER_HUB_DOMAIN | LEGACY_DOCKER_HUB_DOMAIN | "registry-1.docker.io"
-    )
 }
 
 /// A 64-character lowercase hexadecimal string: an image ID, refused as a name.

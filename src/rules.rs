@@ -5,13 +5,12 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::aws::describe_error;
-use crate::plan::read_list;
-use crate::reference::{is_docker_hub_host, is_host_and_port, Reference};
+use crate::host::{self, private_ecr_host, private_ecr_registry};
+use crate::list::read_list;
+use crate::reference::{is_host_and_port, Reference};
 
 /// The prefix of a rule that caches at the root of the registry.
 pub const ROOT: &str = "ROOT";
-const DOCKER_HUB_UPSTREAM: &str = "registry-1.docker.io";
 
 /// One pull-through cache rule: repositories under `ecr_prefix` are pulled
 /// from `upstream_registry`, with `upstream_prefix` (when not ROOT) standing
@@ -105,7 +104,7 @@ impl Rule {
     }
 
     /// Builds a rule from its parts, as ECR describes them.
-    fn new(
+    pub(crate) fn new(
         ecr_prefix: &str,
         upstream_registry: &str,
         upstream_prefix: Option<&str>,
@@ -192,7 +191,7 @@ impl fmt::Display for Rule {
 }
 
 impl RuleError {
-    fn in_rule(self, text: &str) -> RuleError {
+    pub(crate) fn in_rule(self, text: &str) -> RuleError {
         let rule = text.to_string();
         match self {
             RuleError::Prefix { prefix, .. } => RuleError::Prefix { prefix, rule },
@@ -230,31 +229,6 @@ impl Rules {
         Rules::parse_each(&read_list(text))
     }
 
-    /// Reads every rule of the registry from ECR, with its credential.
-    pub async fn discover(ecr: &aws_sdk_ecr::Client) -> Result<Rules, RuleError> {
-        let mut pages = ecr
-            .describe_pull_through_cache_rules()
-            .into_paginator()
-            .items()
-            .send();
-        let mut rules = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|error| RuleError::Discovery(describe_error(&error)))?;
-            let prefix = item.ecr_repository_prefix().unwrap_or_default();
-            let upstream = item.upstream_registry_url().unwrap_or_default();
-            let credential = match item.credential_arn().or(item.custom_role_arn()) {
-                Some(arn) => Credential::Given {
-                    arn: arn.to_string(),
-                },
-                None => Credential::None,
-            };
-            let rule = Rule::new(prefix, upstream, item.upstream_repository_prefix())
-                .map_err(|error| error.in_rule(&format!("{prefix}={upstream}")))?;
-            rules.push(rule.with_credential(credential));
-        }
-        Rules::new(rules)
-    }
-
     /// The caller's own registry: its account (ECR's DescribeRegistry) and
     /// Region (the SDK configuration). A reference written against another
     /// private ECR registry is then an error on its line.
@@ -277,26 +251,6 @@ impl Rules {
         self
     }
 
-    /// The caller's own registry, looked up: the account from ECR's
-    /// DescribeRegistry, the Region from the configuration. Without
-    /// `ecr:DescribeRegistry`, only the Region is checked.
-    pub async fn for_caller(self, ecr: &aws_sdk_ecr::Client, region: &str) -> Rules {
-        match ecr.describe_registry().send().await {
-            Ok(output) => match output.registry_id() {
-                Some(account) => self.with_own_registry(account, region),
-                None => self.with_own_region(region),
-            },
-            Err(error) => {
-                tracing::info!(
-                    error = %describe_error(&error),
-                    "the caller's account is unknown (ecr:DescribeRegistry); references to private \
-                     registries are checked for their Region only"
-                );
-                self.with_own_region(region)
-            }
-        }
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter()
     }
@@ -313,12 +267,12 @@ impl Rules {
     /// registry is the caller's own (as far as [`Rules::with_own_registry`] or
     /// [`Rules::with_own_region`] tell).
     pub fn map(&self, reference: &Reference) -> Result<Mapping<'_>, NoRule> {
-        let host = upstream_host(reference.registry());
+        let host = host::api_host(reference.registry());
         let path = upstream_path(reference);
         let by_upstream = self
             .rules
             .iter()
-            .filter(|rule| upstream_host(&rule.upstream_registry) == host)
+            .filter(|rule| host::api_host(&rule.upstream_registry) == host)
             .filter_map(|rule| Some((rule, rule.cache_repository(&path)?)))
             .max_by_key(|(rule, _)| {
                 let specificity = rule.upstream_prefix.as_ref().map_or(0, String::len);
@@ -375,7 +329,7 @@ impl Rules {
         if let Some(rule) = self
             .rules
             .iter()
-            .find(|rule| upstream_host(&rule.upstream_registry) == host)
+            .find(|rule| host::api_host(&rule.upstream_registry) == host)
         {
             reason.push_str(&format!(
                 "; rule {rule} does not cover repository {}",
@@ -392,16 +346,6 @@ impl Rules {
             ));
         }
         NoRule(reason)
-    }
-}
-
-/// The upstream host as a rule names it: Docker Hub's aliases are one host,
-/// and host names compare without regard to case.
-fn upstream_host(registry: &str) -> String {
-    if is_docker_hub_host(registry) {
-        DOCKER_HUB_UPSTREAM.to_string()
-    } else {
-        registry.to_ascii_lowercase()
     }
 }
 
@@ -443,41 +387,6 @@ impl OwnRegistry {
     }
 }
 
-/// Whether `host` is a private ECR registry (`<account>.dkr.ecr.<region>.amazonaws.com`).
-/// An image that ECS pulls from such a host under a rule's prefix goes through
-/// the cache; one it pulls from any other host never does.
-pub fn is_private_ecr_host(host: &str) -> bool {
-    private_ecr_registry(&host.to_ascii_lowercase()).is_some()
-}
-
-/// The account and Region of a private ECR registry host,
-/// `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`.
-fn private_ecr_registry(host: &str) -> Option<(&str, &str)> {
-    let mut parts = host.split('.');
-    let account = parts.next()?;
-    let rest: Vec<&str> = parts.collect();
-    let is_ecr = account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && rest.len() >= 4
-        && rest[0] == "dkr"
-        && matches!(rest[1], "ecr" | "ecr-fips")
-        && matches!(
-            &rest[3..],
-            ["amazonaws", "com"] | ["amazonaws", "com", "cn"]
-        );
-    is_ecr.then(|| (account, rest[2]))
-}
-
-fn private_ecr_host(account: &str, region: &str) -> String {
-    // The China Regions have their own domain.
-    let domain = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
-    format!("{account}.dkr.ecr.{region}.{domain}")
-}
-
 /// ECR's repository prefix grammar: 2 to 30 characters of
 /// `[a-z0-9]+([._-][a-z0-9]+)*` components separated by '/'.
 fn is_repository_prefix(prefix: &str) -> bool {
@@ -496,11 +405,6 @@ fn is_repository_prefix(prefix: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_ecr::operation::describe_pull_through_cache_rules::{
-        DescribePullThroughCacheRulesError, DescribePullThroughCacheRulesOutput,
-    };
-    use aws_sdk_ecr::types::PullThroughCacheRule;
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     fn rules(texts: &[&str]) -> Rules {
         Rules::parse_each(texts).unwrap()
@@ -900,82 +804,5 @@ mod tests {
                 "quay=quay.io"
             ]
         );
-    }
-
-    const SECRET: &str =
-        "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-AbCdEf";
-
-    #[tokio::test]
-    async fn discovers_rules_from_every_page() {
-        let first = mock!(aws_sdk_ecr::Client::describe_pull_through_cache_rules)
-            .match_requests(|req| req.next_token().is_none())
-            .then_output(|| {
-                DescribePullThroughCacheRulesOutput::builder()
-                    .pull_through_cache_rules(
-                        PullThroughCacheRule::builder()
-                            .ecr_repository_prefix("docker-hub")
-                            .upstream_registry_url("registry-1.docker.io")
-                            .credential_arn(SECRET)
-                            .build(),
-                    )
-                    .next_token("page-2")
-                    .build()
-            });
-        let second = mock!(aws_sdk_ecr::Client::describe_pull_through_cache_rules)
-            .match_requests(|req| req.next_token() == Some("page-2"))
-            .then_output(|| {
-                DescribePullThroughCacheRulesOutput::builder()
-                    .pull_through_cache_rules(
-                        PullThroughCacheRule::builder()
-                            .ecr_repository_prefix("my-app")
-                            .upstream_registry_url("registry-1.docker.io")
-                            .upstream_repository_prefix("upstream-app")
-                            .build(),
-                    )
-                    .build()
-            });
-        let ecr = mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&first, &second]);
-        let rules = Rules::discover(&ecr).await.unwrap();
-        let listed: Vec<String> = rules.iter().map(Rule::to_string).collect();
-        assert_eq!(
-            listed,
-            [
-                "docker-hub=registry-1.docker.io",
-                "my-app=registry-1.docker.io/upstream-app"
-            ]
-        );
-        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
-        let credentials: Vec<&Credential> = rules.iter().map(Rule::credential).collect();
-        assert_eq!(
-            credentials,
-            [&Credential::Given { arn: SECRET.into() }, &Credential::None]
-        );
-        assert_eq!(credentials[0].secret_arn(), Some(SECRET));
-        assert_eq!(
-            Rule::parse("docker-hub=registry-1.docker.io")
-                .unwrap()
-                .credential(),
-            &Credential::Unknown
-        );
-        assert_eq!(
-            cache_repository(&rules, "upstream-app/image1").unwrap().0,
-            "my-app/image1"
-        );
-    }
-
-    #[tokio::test]
-    async fn access_denied_is_one_clear_error() {
-        let denied = mock!(aws_sdk_ecr::Client::describe_pull_through_cache_rules).then_error(|| {
-            DescribePullThroughCacheRulesError::generic(
-                aws_sdk_ecr::error::ErrorMetadata::builder()
-                    .code("AccessDeniedException")
-                    .message("User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:DescribePullThroughCacheRules")
-                    .build(),
-            )
-        });
-        let ecr = mock_client!(aws_sdk_ecr, [&denied]);
-        let error = Rules::discover(&ecr).await.unwrap_err().to_string();
-        assert!(error.starts_with("could not read the pull-through cache rules from ECR: AccessDeniedException: User: arn:aws:iam::123456789012:user/ci is not authorized"), "{error}");
-        assert!(error.contains("--rule PREFIX=UPSTREAM"), "{error}");
     }
 }

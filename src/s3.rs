@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::plan::{self, ListEntry};
+use crate::list::{self, ListEntry};
 
 /// `s3://BUCKET/KEY`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub async fn read_list(
              function's role may s3:GetObject it (and kms:Decrypt with a customer managed key)"
         )
     })?;
-    Ok(plan::read_list_bytes(&bytes))
+    Ok(list::read_list_bytes(&bytes))
 }
 
 #[cfg(test)]

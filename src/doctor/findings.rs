@@ -5,9 +5,9 @@
 
 use super::policy::{Denial, Grant, Policy, PrefixJudgement, Scope, Verdict, CREATE, IMPORT};
 use super::registry::{Facts, Fetched, Repositories, Repository, Template, Validation};
-use super::{Caller, Check, Credential, Finding, Status};
+use super::report::{Caller, Check, Finding, Status};
 use crate::plan::PlannedImage;
-use crate::rules::{Rule, Rules, ROOT};
+use crate::rules::{Credential, Rule, Rules, ROOT};
 
 pub fn judge(
     facts: &Facts,

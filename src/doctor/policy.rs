@@ -13,7 +13,7 @@
 use serde_json::Value;
 use thiserror::Error;
 
-use super::Caller;
+use super::report::Caller;
 use crate::rules::ROOT;
 
 pub const CREATE: &str = "ecr:CreateRepository";

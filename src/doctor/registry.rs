@@ -6,9 +6,9 @@
 use aws_sdk_ecr::types::{ImageTagMutability, RctAppliedFor};
 use futures_util::{stream, StreamExt};
 
-use super::Credential;
 use crate::aws::describe_error;
 use crate::plan::PlannedImage;
+use crate::rules::Credential;
 use crate::rules::Rules;
 
 /// Calls to describe repositories by name at once, when the registry cannot be listed.

@@ -9,8 +9,18 @@ use std::time::Instant;
 use aws_sdk_ecs::types::{SortOrder, TaskDefinitionFamilyStatus, TaskDefinitionStatus};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use super::{short_name, EcsError, CONCURRENCY};
+use super::error::EcsError;
 use crate::plan::Source;
+
+/// Task definitions and clusters described at once: ECS throttles its list and
+/// describe calls per account, and deployment tools share that budget.
+const CONCURRENCY: usize = 4;
+
+/// The last part of an ECS ARN (`arn:aws:ecs:…:cluster/prod` → `prod`), or the
+/// name itself.
+fn short_name(arn_or_name: &str) -> &str {
+    arn_or_name.rsplit('/').next().unwrap_or(arn_or_name)
+}
 
 /// What to look at in ECS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

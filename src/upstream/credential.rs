@@ -140,7 +140,7 @@ mod tests {
             },
         );
         let ecr = mock_client!(aws_sdk_ecr, [&ecr_rules]);
-        let rules = crate::rules::Rules::discover(&ecr).await.unwrap();
+        let rules = crate::discovery::rules(&ecr).await.unwrap();
         let rule = rules.iter().next().unwrap().clone();
         rule
     }

@@ -9,11 +9,9 @@ use std::str::FromStr;
 use reqwest::Url;
 use thiserror::Error;
 
-use crate::reference::{is_docker_hub_host, is_host_and_port};
+use crate::host;
+use crate::reference::is_host_and_port;
 
-/// The host that serves Docker Hub's registry API, whichever of its names a
-/// reference uses.
-const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
 const EXPECTED: &str =
     "expected REGISTRY=URL, e.g. quay.io=https://mirror.example.com/quay.io or registry-1.docker.io=http://127.0.0.1:5001";
 
@@ -119,7 +117,7 @@ impl Endpoints {
     pub fn new(endpoints: impl IntoIterator<Item = Endpoint>) -> Result<Endpoints, EndpointError> {
         let mut overrides: HashMap<String, Endpoint> = HashMap::new();
         for endpoint in endpoints {
-            let key = api_host(&endpoint.registry);
+            let key = host::api_host(&endpoint.registry);
             if let Some(first) = overrides.get(&key) {
                 return Err(EndpointError::Duplicate {
                     first: first.to_string(),
@@ -137,21 +135,12 @@ impl Endpoints {
         if !is_host_and_port(registry) {
             return Err(EndpointError::NotARegistry(registry.into()));
         }
-        let host = api_host(registry);
+        let host = host::api_host(registry);
         match self.overrides.get(&host) {
             Some(endpoint) => Ok(endpoint.url.clone()),
             None => Url::parse(&format!("https://{host}"))
                 .map_err(|_| EndpointError::NotARegistry(registry.into())),
         }
-    }
-}
-
-/// The host that serves `registry`'s API, lowercased as hosts compare.
-fn api_host(registry: &str) -> String {
-    if is_docker_hub_host(registry) {
-        DOCKER_HUB_API_HOST.into()
-    } else {
-        registry.to_ascii_lowercase()
     }
 }
 

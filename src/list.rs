@@ -1,0 +1,112 @@
+//! Lists of entries as people keep them: one per line or separated by commas,
+//! blank lines and `#` comments ignored. Image lists, `WARM_RULES` and the other
+//! list settings are all read here, so that they read alike.
+
+use crate::selector;
+
+/// The entries of a list, in order.
+pub fn read_list(text: &str) -> Vec<String> {
+    text.lines().flat_map(line_entries).collect()
+}
+
+fn line_entries(line: &str) -> Vec<String> {
+    let line = line.split_once('#').map_or(line, |(before, _)| before);
+    let mut entries: Vec<String> = Vec::new();
+    for item in line.split(',') {
+        // A comma inside a selector (`nginx:>=1.26, <1.28`) does not end it.
+        match entries.last_mut() {
+            Some(last) if selector::continues_selector(last, item) => {
+                // `nginx:~1.27,newest=2` was `nginx:~1.27 newest=2`: a comma
+                // only ever separated comparators, or stood in a pattern.
+                let separator = match selector::is_option(item.trim()) {
+                    true => " ",
+                    false => ",",
+                };
+                last.push_str(separator);
+                last.push_str(item.trim_end());
+            }
+            _ => entries.push(item.trim().to_string()),
+        }
+    }
+    entries.retain(|entry| !entry.is_empty());
+    entries
+}
+
+/// One entry of a list: its text, or a line that cannot be read and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListEntry {
+    Text(String),
+    Unreadable { input: String, error: String },
+}
+
+/// A list file as bytes: a line that is not valid UTF-8 is that line's
+/// error, and every other line is read as [`read_list`] does.
+pub fn read_list_bytes(bytes: &[u8]) -> Vec<ListEntry> {
+    let mut entries = Vec::new();
+    for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = match line.iter().position(|&b| b == b'#') {
+            Some(comment) => &line[..comment],
+            None => line,
+        };
+        match std::str::from_utf8(line) {
+            Ok(text) => entries.extend(line_entries(text).into_iter().map(ListEntry::Text)),
+            Err(error) => {
+                let input = String::from_utf8_lossy(line).trim().to_string();
+                let byte = line[error.valid_up_to()];
+                entries.push(ListEntry::Unreadable {
+                    input,
+                    error: format!(
+                        "line {} is not valid UTF-8 (byte 0x{byte:02x} at column {}): save the list as UTF-8",
+                        number + 1,
+                        error.valid_up_to() + 1
+                    ),
+                });
+            }
+        }
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_lists_with_comments_and_blank_lines() {
+        let text =
+            "# base images\nnginx:1.27\n\n  redis:7  # cache, warm\r\nalpine,busybox\n#quay.io/x\n";
+        assert_eq!(
+            read_list(text),
+            ["nginx:1.27", "redis:7", "alpine", "busybox"]
+        );
+    }
+
+    #[test]
+    fn a_comma_inside_a_selector_does_not_end_it() {
+        assert_eq!(
+            read_list(
+                "nginx:>=1.26, <1.28 newest=10, redis:7\nnginx:~1.27,newest=2,alpine\n\
+                 nginx:match=^1\\.2\\d{1,3}$,nginx:>=1.26,<1.28"
+            ),
+            [
+                "nginx:>=1.26, <1.28 newest=10",
+                "redis:7",
+                "nginx:~1.27 newest=2",
+                "alpine",
+                "nginx:match=^1\\.2\\d{1,3}$",
+                "nginx:>=1.26,<1.28"
+            ]
+        );
+        for selector in [
+            "nginx:>=1.26, <1.28 newest=10",
+            "nginx:~1.27 newest=2",
+            "nginx:match=^1\\.2\\d{1,3}$",
+            "nginx:>=1.26,<1.28",
+        ] {
+            assert!(
+                matches!(selector::classify(selector), Some(Ok(_))),
+                "{selector}"
+            );
+        }
+    }
+}
