@@ -26,6 +26,19 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A duration as [`parse`] reads it back (`2m`, `90s`, `250ms`), for the
+/// defaults that help text shows; kept for the life of the process, as clap
+/// keeps the defaults it formats itself.
+pub fn text(duration: Duration) -> &'static str {
+    let text = match (duration.subsec_millis(), duration.as_secs()) {
+        (0, secs) if secs % 3600 == 0 && secs > 0 => format!("{}h", secs / 3600),
+        (0, secs) if secs % 60 == 0 && secs > 0 => format!("{}m", secs / 60),
+        (0, secs) => format!("{secs}s"),
+        _ => format!("{}ms", duration.as_millis()),
+    };
+    Box::leak(text.into_boxed_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +59,14 @@ mod tests {
             parse("18446744073709551615h"),
             Ok(Duration::from_secs(u64::MAX))
         );
+    }
+
+    #[test]
+    fn text_reads_back_as_the_same_duration() {
+        for duration in [120, 90, 3600, 1].map(Duration::from_secs) {
+            assert_eq!(super::parse(super::text(duration)), Ok(duration));
+        }
+        assert_eq!(super::text(Duration::from_secs(120)), "2m");
+        assert_eq!(super::text(Duration::from_millis(250)), "250ms");
     }
 }

@@ -2,7 +2,7 @@
 //! (or EventBridge Scheduler input), a batch of SQS messages, or an event of
 //! ECS ([`crate::ecs::events`]).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::SqsEvent;
@@ -11,8 +11,8 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::ecs::events::{self as ecs_events, EcsEvent};
-use crate::list::read_list;
-use crate::selector::SelectorObject;
+use crate::list;
+use crate::message::QueueMessage;
 
 const SCHEDULED_EVENT: &str = "Scheduled Event";
 const SQS_SOURCE: &str = "aws:sqs";
@@ -40,20 +40,15 @@ pub struct Message {
     pub recheck: u32,
     /// The selector that selected an image, by image, for the images the
     /// function itself sent after resolving selectors.
-    pub selectors: HashMap<String, String>,
+    pub selectors: BTreeMap<String, String>,
 }
 
-/// The body of a direct invocation or of an SQS message in JSON.
+/// The body of a direct invocation. Unlike a queue message, a field it does
+/// not know is refused: a person wrote it, and a misspelt one would go unseen.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ImagesRequest {
     images: Option<Vec<Value>>,
-    /// Set by the function itself when it sends images to check again later.
-    #[serde(default)]
-    recheck: u32,
-    /// Set by the function itself when it sends images that selectors selected.
-    #[serde(default)]
-    selectors: HashMap<String, String>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -90,10 +85,14 @@ pub fn decode(payload: Value) -> Result<Trigger, EventError> {
         }
         let images = match event.detail.get("images") {
             None | Some(Value::Null) => None,
-            Some(images) => Some(entries(images).map_err(|reason| EventError::Shape {
-                kind: "EventBridge",
-                reason: format!("detail.images {reason}"),
-            })?),
+            Some(images) => {
+                Some(
+                    list::json_entries(images).map_err(|reason| EventError::Shape {
+                        kind: "EventBridge",
+                        reason: format!("detail.images {reason}"),
+                    })?,
+                )
+            }
         };
         return Ok(Trigger::Schedule { images });
     }
@@ -104,7 +103,7 @@ pub fn decode(payload: Value) -> Result<Trigger, EventError> {
         })?;
     let images = request
         .images
-        .map(|images| entries(&Value::Array(images)))
+        .map(|images| list::json_entries(&Value::Array(images)))
         .transpose()
         .map_err(|reason| EventError::Shape {
             kind: "direct invocation",
@@ -138,80 +137,20 @@ fn decode_sqs(payload: Value) -> Result<Trigger, EventError> {
         .records
         .into_iter()
         .map(|record| {
-            let body = message_body(record.body.as_deref().unwrap_or_default());
-            let (recheck, selectors) = match &body {
-                Ok(body) => (body.recheck, body.selectors.clone()),
-                Err(_) => (0, HashMap::new()),
+            let received = QueueMessage::read(record.body.as_deref().unwrap_or_default());
+            let (recheck, selectors) = match &received {
+                Ok(received) => (received.recheck, received.selectors.clone()),
+                Err(_) => (0, BTreeMap::new()),
             };
             Message {
                 message_id: record.message_id.unwrap_or_default(),
                 recheck,
                 selectors,
-                images: body.map(|body| body.images),
+                images: received.map(|received| received.entries),
             }
         })
         .collect();
     Ok(Trigger::Sqs(messages))
-}
-
-/// What a message body holds.
-struct Body {
-    images: Vec<String>,
-    recheck: u32,
-    selectors: HashMap<String, String>,
-}
-
-/// A message body: `{"images": [...]}` (with `"recheck": N` when the function
-/// sent it to check again, and `"selectors"` when selectors selected its
-/// images), or plain text with one reference per line.
-fn message_body(body: &str) -> Result<Body, String> {
-    let body = body.trim();
-    if body.is_empty() {
-        return Err("the message body is empty".to_string());
-    }
-    let (images, recheck, selectors) = if body.starts_with(['{', '[']) {
-        let request: ImagesRequest = serde_json::from_str(body)
-            .map_err(|error| format!("the message body is not {{\"images\": [...]}}: {error}"))?;
-        let images = request
-            .images
-            .ok_or("the message body has no \"images\" list")?;
-        let images = entries(&Value::Array(images)).map_err(|reason| format!("images {reason}"))?;
-        (images, request.recheck, request.selectors)
-    } else {
-        (read_list(body), 0, HashMap::new())
-    };
-    if images.iter().all(|image| image.trim().is_empty()) {
-        return Err("the message body names no image".to_string());
-    }
-    Ok(Body {
-        images,
-        recheck,
-        selectors,
-    })
-}
-
-/// A JSON list of entries: references and selectors as text, or selectors
-/// as objects (`{"repository": "nginx", "semver": "~1.27"}`), which are read
-/// into their text form.
-fn entries(value: &Value) -> Result<Vec<String>, String> {
-    let items = value
-        .as_array()
-        .ok_or("must be a list of references, selectors or selector objects")?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| match item {
-            Value::String(text) => Ok(text.clone()),
-            Value::Object(_) => SelectorObject::deserialize(item)
-                .map_err(|error| error.to_string())
-                .and_then(|object| object.to_entry().map_err(|error| error.to_string()))
-                .map_err(|error| format!("[{index}]: not a selector object: {error}")),
-            other => Err(format!(
-                "[{index}] is {other}: give a reference or selector as text, or a selector object \
-                 {{\"repository\": \"nginx\", \"semver\": \"~1.27\"}}"
-            )),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -361,7 +300,7 @@ mod tests {
         assert_eq!(messages[7].recheck, 3);
         assert_eq!(
             messages[7].selectors,
-            HashMap::from([("nginx:1.27.3".to_string(), "nginx:~1.27".to_string())])
+            BTreeMap::from([("nginx:1.27.3".to_string(), "nginx:~1.27".to_string())])
         );
         assert!(messages[0].selectors.is_empty());
         assert_eq!(messages[0].recheck, 0);
@@ -374,7 +313,7 @@ mod tests {
             .images
             .as_ref()
             .unwrap_err()
-            .contains("unknown field `image`"));
+            .contains("no \"images\" list (its fields: image)"));
         assert_eq!(
             messages[3].images,
             Err("the message body is empty".to_string())

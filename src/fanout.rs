@@ -1,7 +1,7 @@
 //! Fan-out: a list too long for one invocation goes to the queue in messages
 //! of a few dozen images, which SQS-triggered invocations warm in parallel.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::error::ProvideErrorMetadata;
@@ -9,6 +9,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
 
 use crate::backoff::Backoff;
+use crate::message::QueueMessage;
 
 /// SQS takes at most 10 entries per SendMessageBatch.
 const ENTRIES_PER_CALL: usize = 10;
@@ -30,26 +31,19 @@ pub struct Delivery<'a> {
     pub recheck: u32,
     /// The selector that selected an image, by image: carried in the body
     /// as `"selectors"`, so that the image's report still names it.
-    pub selectors: Option<&'a HashMap<String, String>>,
+    pub selectors: Option<&'a BTreeMap<String, String>>,
 }
 
 impl Delivery<'_> {
     fn body(&self, images: &[String]) -> String {
-        let mut body = serde_json::json!({ "images": images });
-        if self.recheck > 0 {
-            body["recheck"] = self.recheck.into();
-        }
-        let selectors: serde_json::Map<String, serde_json::Value> = images
+        let selectors = images
             .iter()
             .filter_map(|image| {
                 let selector = self.selectors?.get(image)?;
-                Some((image.clone(), selector.as_str().into()))
+                Some((image.clone(), selector.clone()))
             })
             .collect();
-        if !selectors.is_empty() {
-            body["selectors"] = selectors.into();
-        }
-        body.to_string()
+        QueueMessage::new(images, self.recheck, selectors).body()
     }
 
     fn delay_seconds(&self) -> Option<i32> {
@@ -333,7 +327,7 @@ mod tests {
             sent.lock().unwrap().push(entry.message_body().to_string());
             None
         });
-        let selectors = HashMap::from([("nginx:2".to_string(), "nginx:~2".to_string())]);
+        let selectors = BTreeMap::from([("nginx:2".to_string(), "nginx:~2".to_string())]);
         let delivery = Delivery {
             delay: Duration::from_secs(3600),
             recheck: 2,

@@ -2,7 +2,10 @@
 //! blank lines and `#` comments ignored. Image lists, `WARM_RULES` and the other
 //! list settings are all read here, so that they read alike.
 
-use crate::selector;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::selector::{self, SelectorObject};
 
 /// The entries of a list, in order.
 pub fn read_list(text: &str) -> Vec<String> {
@@ -65,6 +68,30 @@ pub fn read_list_bytes(bytes: &[u8]) -> Vec<ListEntry> {
         }
     }
     entries
+}
+
+/// A JSON list of entries: references and selectors as text, or selectors
+/// as objects (`{"repository": "nginx", "semver": "~1.27"}`), which are read
+/// into their text form.
+pub fn json_entries(value: &Value) -> Result<Vec<String>, String> {
+    let items = value
+        .as_array()
+        .ok_or("must be a list of references, selectors or selector objects")?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            Value::String(text) => Ok(text.clone()),
+            Value::Object(_) => SelectorObject::deserialize(item)
+                .map_err(|error| error.to_string())
+                .and_then(|object| object.to_entry().map_err(|error| error.to_string()))
+                .map_err(|error| format!("[{index}]: not a selector object: {error}")),
+            other => Err(format!(
+                "[{index}] is {other}: give a reference or selector as text, or a selector object \
+                 {{\"repository\": \"nginx\", \"semver\": \"~1.27\"}}"
+            )),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecr::types::ImageIdentifier;
 use ecr_cache_warmer::plan::{self, PlannedImage};
 use ecr_cache_warmer::rules::Rules;
-use ecr_cache_warmer::warm::{self, LayerMode, Report, WarmOptions};
+use ecr_cache_warmer::settings::WarmSettings;
+use ecr_cache_warmer::warm::{self, LayerMode, Report};
 use serde_json::{json, Value};
 
 use stand_in::{Calls, StandIn};
@@ -67,11 +68,11 @@ async fn warm_run(
 ) -> Run {
     let stand_in = StandIn::new(LATENCY, throttle_share);
     let ecr = stand_in.client();
-    let options = WarmOptions {
+    let options = WarmSettings {
         concurrency: CONCURRENCY,
         layers,
         max_tps,
-        ..WarmOptions::default()
+        ..WarmSettings::default()
     };
     let cpu_before = footprint::cpu_time();
     let started = Instant::now();

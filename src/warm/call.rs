@@ -13,24 +13,24 @@ use aws_sdk_ecr::operation::get_download_url_for_layer::GetDownloadUrlForLayerEr
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
-use super::WarmOptions;
 use crate::aws::describe_error;
 use crate::backoff::Backoff;
 use crate::outcome::Failure;
 use crate::retry;
+use crate::settings::WarmSettings;
 
 /// What every call of one warm shares: the client, the options, and the
 /// permits that bound the calls in flight over all repositories.
 pub struct Engine<'a> {
     pub ecr: &'a aws_sdk_ecr::Client,
-    pub options: &'a WarmOptions,
+    pub options: &'a WarmSettings,
     permits: Semaphore,
     /// `--max-tps`: one bucket over every ECR call of the warm.
     rate: Option<DefaultDirectRateLimiter>,
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(ecr: &'a aws_sdk_ecr::Client, options: &'a WarmOptions) -> Engine<'a> {
+    pub fn new(ecr: &'a aws_sdk_ecr::Client, options: &'a WarmSettings) -> Engine<'a> {
         let rate = options
             .max_tps
             .map(|tps| RateLimiter::direct(rate_cap(tps)));

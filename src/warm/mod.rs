@@ -17,8 +17,7 @@ pub mod platform;
 mod repository;
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
@@ -33,43 +32,7 @@ use repository::{Answer, PlatformPull, PlatformState, Repository, Request, Resol
 
 use crate::outcome::{Failure, FailureContext, ImageOutcome, LayerCounts, PlatformOutcome, Status};
 use crate::plan::PlannedImage;
-
-#[derive(Debug, Clone)]
-pub struct WarmOptions {
-    /// ECR calls in flight at once, over all repositories.
-    pub concurrency: usize,
-    /// No call starts after this instant; what is left is `skipped`.
-    pub deadline: Option<Instant>,
-    /// Attempts per call for throttling and transient upstream trouble.
-    pub max_attempts: u32,
-    /// The first backoff; it doubles with each attempt, with jitter.
-    pub backoff: Duration,
-    /// The platforms to warm of a multi-arch index; empty: every runnable one.
-    pub platforms: Vec<Platform>,
-    pub layers: LayerMode,
-    /// How long blobs that are not on ECR's storage yet are asked again.
-    pub layer_wait: Duration,
-    /// At most this many ECR calls per second, over the whole warm.
-    pub max_tps: Option<NonZeroU32>,
-}
-
-/// The default of `--layer-wait` and `WARM_LAYER_WAIT`.
-pub const DEFAULT_LAYER_WAIT: Duration = Duration::from_secs(120);
-
-impl Default for WarmOptions {
-    fn default() -> Self {
-        WarmOptions {
-            concurrency: 16,
-            deadline: None,
-            max_attempts: 4,
-            backoff: Duration::from_millis(250),
-            platforms: Vec::new(),
-            layers: LayerMode::Verify,
-            layer_wait: DEFAULT_LAYER_WAIT,
-            max_tps: None,
-        }
-    }
-}
+use crate::settings::WarmSettings;
 
 /// The `warm --output json` document.
 #[derive(Debug, Clone, Serialize)]
@@ -141,7 +104,7 @@ impl Report {
 pub async fn warm(
     ecr: &aws_sdk_ecr::Client,
     planned: &[PlannedImage],
-    options: &WarmOptions,
+    options: &WarmSettings,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Report {
     let started = Instant::now();
@@ -231,7 +194,7 @@ fn outcome(
     request: &Request,
     resolved: &Resolved,
     blobs: &HashMap<String, BlobState>,
-    options: &WarmOptions,
+    options: &WarmSettings,
 ) -> ImageOutcome {
     let context = FailureContext {
         cache_repository: &repository.name,
@@ -324,7 +287,7 @@ fn judge_platforms(
     outcome: &mut ImageOutcome,
     platforms: &[PlatformPull],
     blobs: &HashMap<String, BlobState>,
-    options: &WarmOptions,
+    options: &WarmSettings,
     context: &FailureContext<'_>,
 ) {
     let named = |platform: &PlatformPull| match &platform.platform {

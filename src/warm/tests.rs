@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_ecr::config::retry::RetryConfig;
 use aws_sdk_ecr::error::ErrorMetadata;
@@ -306,10 +307,10 @@ fn mock_ecr(registry: &Arc<Mutex<Registry>>) -> (aws_sdk_ecr::Client, Rule, Rule
     (client, describe, batch)
 }
 
-fn fast() -> WarmOptions {
-    WarmOptions {
+fn fast() -> WarmSettings {
+    WarmSettings {
         backoff: Duration::from_millis(1),
-        ..WarmOptions::default()
+        ..WarmSettings::default()
     }
 }
 
@@ -319,7 +320,7 @@ fn planned(inputs: &[&str]) -> Vec<PlannedImage> {
     crate::plan::plan(&inputs, &rules)
 }
 
-async fn run(registry: &Arc<Mutex<Registry>>, inputs: &[&str], options: &WarmOptions) -> Report {
+async fn run(registry: &Arc<Mutex<Registry>>, inputs: &[&str], options: &WarmSettings) -> Report {
     let (ecr, _, _) = mock_ecr(registry);
     warm(&ecr, &planned(inputs), options, &|_| {}).await
 }
@@ -702,7 +703,7 @@ async fn an_uncached_digest_says_to_warm_a_tag_first() {
 async fn the_deadline_skips_what_was_not_attempted() {
     let registry = Arc::new(Mutex::new(Registry::default()));
     registry.lock().unwrap().upstream(NGINX, "1", Ok(digest(1)));
-    let options = WarmOptions {
+    let options = WarmSettings {
         deadline: Some(Instant::now()),
         ..fast()
     };
@@ -723,10 +724,10 @@ async fn the_deadline_skips_what_was_not_attempted() {
 async fn a_deadline_during_backoff_stops_retrying() {
     let registry = Arc::new(Mutex::new(Registry::default()));
     registry.lock().unwrap().throttle_calls = 100;
-    let options = WarmOptions {
+    let options = WarmSettings {
         deadline: Some(Instant::now() + Duration::from_millis(300)),
         backoff: Duration::from_secs(1),
-        ..WarmOptions::default()
+        ..WarmSettings::default()
     };
     let started = Instant::now();
     let report = run(&registry, &["nginx:1"], &options).await;
@@ -867,7 +868,7 @@ async fn every_runnable_platform_of_an_index_is_warmed_with_its_layers() {
 async fn a_wanted_platform_the_index_lacks_fails_the_image_and_names_what_it_has() {
     let registry = Arc::new(Mutex::new(Registry::default()));
     multi_arch(&mut registry.lock().unwrap(), OCI_INDEX, "1.27", 100);
-    let options = WarmOptions {
+    let options = WarmSettings {
         platforms: vec![
             "linux/arm64".parse().unwrap(),
             "linux/s390x".parse().unwrap(),
@@ -965,7 +966,7 @@ async fn blobs_still_pending_after_the_layer_wait_leave_the_image_pending() {
             &[LayerReply::Url(UPSTREAM_URL); 1000],
         );
     }
-    let options = WarmOptions {
+    let options = WarmSettings {
         layer_wait: Duration::from_millis(100),
         ..fast()
     };
@@ -1012,11 +1013,11 @@ async fn the_deadline_cuts_a_layer_wait_short() {
             &[LayerReply::Url(UPSTREAM_URL); 1000],
         );
     }
-    let options = WarmOptions {
+    let options = WarmSettings {
         deadline: Some(Instant::now() + Duration::from_millis(300)),
         layer_wait: Duration::from_secs(600),
         backoff: Duration::from_millis(20),
-        ..WarmOptions::default()
+        ..WarmSettings::default()
     };
     let started = Instant::now();
     let report = run(&registry, &["nginx:1.27"], &options).await;
@@ -1040,7 +1041,7 @@ async fn a_refreshed_tag_whose_new_layer_is_pending_is_not_called_refreshed() {
             &[LayerReply::Url(UPSTREAM_URL); 1000],
         );
     }
-    let options = WarmOptions {
+    let options = WarmSettings {
         layer_wait: Duration::from_millis(50),
         ..fast()
     };
@@ -1123,7 +1124,7 @@ async fn an_upstream_layer_error_that_passes_is_retried_away() {
 async fn layers_none_asks_for_no_blob() {
     let registry = Arc::new(Mutex::new(Registry::default()));
     let [amd64, arm64] = multi_arch(&mut registry.lock().unwrap(), OCI_INDEX, "1.27", 100);
-    let options = WarmOptions {
+    let options = WarmSettings {
         layers: LayerMode::None,
         ..fast()
     };
@@ -1163,7 +1164,7 @@ async fn layers_request_asks_for_every_blob_without_judging_urls() {
             &[LayerReply::Error("LayersNotFoundException")],
         );
     }
-    let options = WarmOptions {
+    let options = WarmSettings {
         layers: LayerMode::Request,
         ..fast()
     };
@@ -1282,7 +1283,7 @@ async fn ecr_that_hangs_on_pulls() -> (aws_sdk_ecr::Client, tokio::task::JoinHan
 #[tokio::test]
 async fn a_pull_cut_at_the_deadline_says_it_was_attempted() {
     let (ecr, server) = ecr_that_hangs_on_pulls().await;
-    let options = WarmOptions {
+    let options = WarmSettings {
         deadline: Some(Instant::now() + Duration::from_millis(500)),
         ..fast()
     };
@@ -1314,7 +1315,7 @@ async fn the_rate_cap_bounds_the_calls_made() {
             .unwrap()
             .upstream(&format!("docker-hub/team/app{i}"), "1", Ok(digest(i)));
     }
-    let options = WarmOptions {
+    let options = WarmSettings {
         max_tps: std::num::NonZeroU32::new(10),
         deadline: Some(Instant::now() + Duration::from_millis(500)),
         layers: LayerMode::None,

@@ -1,7 +1,9 @@
-//! The command line: `plan`, `warm` and `doctor`, their inputs, output and exit codes.
+//! The command line: `plan`, `warm` and `doctor`, their inputs, output and exit
+//! codes; [`table`] writes their tables.
+
+mod table;
 
 use std::io::{self, IsTerminal, Read, Write};
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -16,14 +18,15 @@ use crate::duration;
 use crate::ecs;
 use crate::list::{self, ListEntry};
 use crate::metrics;
-use crate::outcome::ImageOutcome;
-use crate::plan::{PlannedImage, Source};
+use crate::pipeline::{Parcel, Pipeline};
+use crate::plan::PlannedImage;
 use crate::rules::{Rule, RuleError, Rules};
+use crate::settings::WarmSettings;
 use crate::upstream::credential::Credentials;
 use crate::upstream::endpoints::{Endpoint, Endpoints};
 use crate::upstream::resolver::Resolver;
 use crate::upstream::tags::TagLister;
-use crate::warm::{self, LayerMode, Platform, Report, WarmOptions};
+use crate::warm::Report;
 
 /// Exit code when some image could not be planned or warmed.
 const EXIT_IMAGE_FAILED: u8 = 1;
@@ -78,34 +81,13 @@ struct WarmArgs {
     #[command(flatten)]
     ecs: EcsArgs,
 
-    /// Cache repositories warmed at once
-    #[arg(long, env = "WARM_CONCURRENCY", default_value_t = 16,
-          value_parser = clap::value_parser!(u16).range(1..=256))]
-    concurrency: u16,
-
-    /// At most N ECR calls per second, over the whole warm (default: no cap), to stay under
-    /// the account's API quotas
-    #[arg(long, value_name = "N", env = "WARM_MAX_TPS")]
-    max_tps: Option<NonZeroU32>,
+    #[command(flatten)]
+    settings: WarmSettings,
 
     /// Stop starting new calls after this long (e.g. 90s, 5m, 1h; plain numbers are seconds);
     /// images not attempted by then are reported as skipped
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     timeout: Option<Duration>,
-
-    /// Warm only this platform of multi-arch images (OS/ARCH[/VARIANT], e.g. linux/arm64).
-    /// Repeatable. Default: every runnable platform of the index
-    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
-    platforms: Vec<Platform>,
-
-    /// What to ask of each image's blobs: none (manifests only), request (ask ECR for every
-    /// blob), verify (also check that each blob is served from ECR's own layer storage)
-    #[arg(long, value_enum, default_value_t = LayerMode::Verify)]
-    layers: LayerMode,
-
-    /// How long blobs that are not on ECR's storage yet are asked again (verify mode)
-    #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "2m")]
-    layer_wait: Duration,
 
     /// Also write CloudWatch Embedded Metric Format lines to FILE
     #[arg(long, value_name = "FILE")]
@@ -234,19 +216,31 @@ async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
     let resolve = args.resolve;
     let args = args.input;
     let endpoints = args.endpoints()?;
-    let inputs = args.read_images_or_ecs(scope.is_some())?;
+    let entries = args.read_images_or_ecs(scope.is_some())?;
     // With --rule and without --from-ecs, plan is offline: no AWS configuration is even loaded.
     let config = match args.rules.is_empty() || scope.is_some() {
         true => Some(args.aws_config().await?),
         false => None,
     };
     let rules = args.rules(config.as_ref()).await?;
-    let mut planned = plan_inputs(inputs, &rules);
-    if let (Some(scope), Some(config)) = (&scope, &config) {
-        planned.extend(ecs_images(config, scope, &rules, &planned, None).await?);
-    }
+    let discovered = match (&scope, &config) {
+        (Some(scope), Some(config)) => ecs_images(config, scope, None).await?,
+        _ => Vec::new(),
+    };
+    let resolver = resolver(endpoints, config.as_ref());
+    let settings = WarmSettings::default();
+    let pipeline = Pipeline {
+        rules: &rules,
+        resolver: &resolver,
+        settings: &settings,
+    };
+    let mut planned = pipeline.plan(Parcel {
+        entries,
+        discovered,
+        ..Parcel::default()
+    });
     if resolve {
-        planned = resolve_selectors(endpoints, config.as_ref(), planned, &rules, None).await;
+        planned = pipeline.resolve(vec![planned]).await.concat();
     }
     let mut out = io::stdout().lock();
     written(match args.output {
@@ -254,7 +248,7 @@ async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
             let line = serde_json::to_string(&image.record()).map_err(io::Error::from)?;
             writeln!(out, "{line}")
         }),
-        Output::Text => write_plan_table(&mut out, &planned),
+        Output::Text => table::write_plan_table(&mut out, &planned),
     })?;
     Ok(match planned.iter().any(PlannedImage::is_failure) {
         false => 0,
@@ -262,24 +256,21 @@ async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
     })
 }
 
-/// The images that ECS runs, planned after the list's, within the deadline.
+/// The images that ECS runs, for `--from-ecs`.
 async fn ecs_images(
     config: &SdkConfig,
     scope: &ecs::Scope,
-    rules: &Rules,
-    listed: &[PlannedImage],
     deadline: Option<Instant>,
-) -> Result<Vec<PlannedImage>, UsageError> {
+) -> Result<Vec<ecs::Discovered>, UsageError> {
     let client = aws_sdk_ecs::Client::new(config);
-    let discovered = ecs::discover(&client, scope, deadline).await?;
-    Ok(ecs::plan(discovered, rules, listed))
+    Ok(ecs::discover(&client, scope, deadline).await?)
 }
 
 async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     let started = Instant::now();
     let endpoints = args.input.endpoints()?;
     let scope = args.ecs.scope();
-    let inputs = args.input.read_images_or_ecs(scope.is_some())?;
+    let entries = args.input.read_images_or_ecs(scope.is_some())?;
     // A metrics file that cannot be written is found before anything is pulled.
     let emf = args
         .emf
@@ -295,34 +286,35 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
         .transpose()?;
     let config = args.input.aws_config().await?;
     let rules = args.input.rules(Some(&config)).await?;
-    let mut planned = plan_inputs(inputs, &rules);
     // A timeout too long to represent is no timeout.
     let deadline = args
         .timeout
         .and_then(|timeout| started.checked_add(timeout));
-    if let Some(scope) = &scope {
-        planned.extend(ecs_images(&config, scope, &rules, &planned, deadline).await?);
-    }
-    let planned = resolve_selectors(endpoints, Some(&config), planned, &rules, deadline).await;
-    // What ECS pulls without a cache is reported, not warmed.
-    let (planned, not_warmed): (Vec<PlannedImage>, Vec<PlannedImage>) = planned
-        .into_iter()
-        .partition(|image| image.not_warmed.is_none());
-    let options = WarmOptions {
-        concurrency: usize::from(args.concurrency),
-        deadline,
-        platforms: args.platforms,
-        layers: args.layers,
-        layer_wait: args.layer_wait,
-        max_tps: args.max_tps,
-        ..WarmOptions::default()
+    let discovered = match &scope {
+        Some(scope) => ecs_images(&config, scope, deadline).await?,
+        None => Vec::new(),
     };
-    let progress = progress_bar(planned.len());
+    let resolver = resolver(endpoints, Some(&config));
+    let settings = args.settings.until(deadline);
+    let pipeline = Pipeline {
+        rules: &rules,
+        resolver: &resolver,
+        settings: &settings,
+    };
+    let work = pipeline
+        .prepare(vec![Parcel {
+            entries,
+            discovered,
+            ..Parcel::default()
+        }])
+        .await;
+    let progress = progress_bar(work.images.len());
     let ecr = crate::aws::engine_ecr(&config);
-    let report = warm::warm(&ecr, &planned, &options, &|done| {
-        progress.set_position(done as u64)
-    })
-    .await;
+    let report = pipeline
+        .warm(&ecr, &work.images, &|done| {
+            progress.set_position(done as u64)
+        })
+        .await;
     progress.finish_and_clear();
 
     if let Some((path, mut file)) = emf {
@@ -335,10 +327,10 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     }
     let mut out = io::stdout().lock();
     written(match args.input.output {
-        Output::Json => warm_document(&report, &not_warmed)
+        Output::Json => warm_document(&report, &work.not_warmed)
             .map_err(io::Error::from)
             .and_then(|json| writeln!(out, "{json}")),
-        Output::Text => write_warm_report(&mut out, &report, &not_warmed),
+        Output::Text => table::write_warm_report(&mut out, &report, &work.not_warmed),
     })?;
     Ok(if report.all_warm() {
         0
@@ -362,14 +354,17 @@ async fn doctor_command(args: InputArgs) -> Result<u8, UsageError> {
         false => Rules::new(args.rules.clone())?,
     }
     .with_own_registry(&caller.account, &region);
-    let planned = plan_inputs(inputs, &rules);
+    let planned: Vec<PlannedImage> = inputs
+        .into_iter()
+        .map(|entry| PlannedImage::from_entry(entry, &rules))
+        .collect();
     let report = doctor::run(&ecr, caller, &region, &rules, &planned).await;
     let mut out = io::stdout().lock();
     written(match args.output {
         Output::Json => serde_json::to_string(&report)
             .map_err(io::Error::from)
             .and_then(|json| writeln!(out, "{json}")),
-        Output::Text => write_doctor_report(&mut out, &report),
+        Output::Text => table::write_doctor_report(&mut out, &report),
     })?;
     Ok(match report.summary.error {
         0 => 0,
@@ -393,17 +388,11 @@ fn warm_document(
 
 /// The plan with its selectors' tags listed upstream, with the rules'
 /// credentials when the AWS configuration is at hand.
-async fn resolve_selectors(
-    endpoints: Endpoints,
-    config: Option<&SdkConfig>,
-    planned: Vec<PlannedImage>,
-    rules: &Rules,
-    deadline: Option<Instant>,
-) -> Vec<PlannedImage> {
+/// Lists selectors' tags upstream, with the rules' credentials from Secrets
+/// Manager when there is an AWS configuration.
+fn resolver(endpoints: Endpoints, config: Option<&SdkConfig>) -> Resolver {
     let credentials = Credentials::new(config.map(aws_sdk_secretsmanager::Client::new));
     Resolver::new(TagLister::new(endpoints), credentials)
-        .resolve(planned, rules, deadline)
-        .await
 }
 
 fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
@@ -411,19 +400,6 @@ fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
         .map_err(|error: crate::upstream::endpoints::EndpointError| error.to_string())
 }
 
-fn parse_platform(text: &str) -> Result<Platform, String> {
-    text.parse()
-        .map_err(|error: warm::platform::PlatformError| error.to_string())
-}
-
-fn plan_inputs(inputs: Vec<ListEntry>, rules: &Rules) -> Vec<PlannedImage> {
-    inputs
-        .into_iter()
-        .map(|input| PlannedImage::from_entry(input, rules))
-        .collect()
-}
-
-/// A progress bar on stderr, drawn only when stderr is a terminal.
 fn progress_bar(total: usize) -> ProgressBar {
     if !io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -526,302 +502,6 @@ impl InputArgs {
     }
 }
 
-fn write_plan_table(out: &mut impl Write, planned: &[PlannedImage]) -> io::Result<()> {
-    let rows: Vec<[String; 4]> =
-        planned
-            .iter()
-            .map(|image| {
-                let version = image.reference.as_ref().map_or(String::new(), |r| {
-                    match (r.tag(), r.digest()) {
-                        (Some(tag), Some(digest)) => format!("{tag}@{digest}"),
-                        (Some(tag), None) => tag.to_string(),
-                        (None, Some(digest)) => digest.to_string(),
-                        (None, None) => "latest (implied)".to_string(),
-                    }
-                });
-                let version = match (&image.unresolved, &image.error) {
-                    (Some(_), None) => "selector: tags listed with --resolve".to_string(),
-                    _ => version,
-                };
-                let input = image_cell(&image.input, image.selector.as_deref());
-                match (&image.target, &image.error) {
-                    (Some(target), None) => [
-                        input,
-                        target.cache_repository.clone(),
-                        version,
-                        target.rule.clone(),
-                    ],
-                    (None, _) if image.not_warmed.is_some() => [
-                        input,
-                        "-".to_string(),
-                        version,
-                        format!("not warmed: {}", image.not_warmed.as_deref().unwrap_or("")),
-                    ],
-                    (target, error) => [
-                        input,
-                        target
-                            .as_ref()
-                            .map_or("-".to_string(), |t| t.cache_repository.clone()),
-                        version,
-                        format!("error: {}", error.as_deref().unwrap_or("not planned")),
-                    ],
-                }
-            })
-            .collect();
-    let header = ["IMAGE", "CACHE REPOSITORY", "TAG/DIGEST", "RULE"];
-    let sources = planned.iter().map(|image| &image.source);
-    write_table_with_sources(out, header, rows, sources)
-}
-
-/// The table, with a SOURCE column when some image did not come from the list.
-fn write_table_with_sources<'a, const N: usize>(
-    out: &mut impl Write,
-    header: [&str; N],
-    rows: Vec<[String; N]>,
-    sources: impl Iterator<Item = &'a Source> + Clone,
-) -> io::Result<()> {
-    if sources.clone().all(|source| *source == Source::List) {
-        return write_table(out, header, &rows);
-    }
-    let with_source = |cells: [String; N], source: String| -> Vec<String> {
-        let mut row = Vec::from(cells);
-        row.insert(1, source);
-        row
-    };
-    let header = with_source(header.map(str::to_string), "SOURCE".to_string());
-    let rows: Vec<Vec<String>> = rows
-        .into_iter()
-        .zip(sources)
-        .map(|(row, source)| with_source(row, source.to_string()))
-        .collect();
-    write_rows(out, &header, &rows)
-}
-
-/// An image as a table shows it: with the selector that selected it.
-fn image_cell(input: &str, selector: Option<&str>) -> String {
-    match selector {
-        Some(selector) if selector != input => format!("{input} (selected by {selector})"),
-        _ => input.to_string(),
-    }
-}
-
-fn write_warm_report(
-    out: &mut impl Write,
-    report: &Report,
-    not_warmed: &[PlannedImage],
-) -> io::Result<()> {
-    let rows: Vec<[String; 6]> = report
-        .images
-        .iter()
-        .map(|image| {
-            let version = match (&image.tag, &image.digest) {
-                (Some(tag), Some(digest)) => format!("{tag} {}", short_digest(digest)),
-                (Some(tag), None) => tag.clone(),
-                (None, Some(digest)) => short_digest(digest),
-                (None, None) => String::new(),
-            };
-            [
-                image_cell(&image.input, image.selector.as_deref()),
-                image.status.name().to_string(),
-                image.cache_repository.clone().unwrap_or_else(|| "-".into()),
-                version,
-                platforms_cell(image),
-                layers_cell(image),
-            ]
-        })
-        .collect();
-    let header = [
-        "IMAGE",
-        "STATUS",
-        "CACHE REPOSITORY",
-        "TAG DIGEST",
-        "PLATFORMS",
-        "LAYERS CACHED",
-    ];
-    let sources = report.images.iter().map(|image| &image.source);
-    write_table_with_sources(out, header, rows, sources)?;
-
-    let troubled = report.images.iter().filter(|image| !image.status.is_warm());
-    for image in troubled {
-        writeln!(out)?;
-        let code = image
-            .failure_code
-            .as_deref()
-            .map(|c| format!("{c}: "))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "{} {}: {code}{}",
-            image.input,
-            image.status.name(),
-            image.message.as_deref().unwrap_or("")
-        )?;
-        if let Some(hint) = &image.hint {
-            writeln!(out, "  hint: {hint}")?;
-        }
-    }
-    let s = &report.summary;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "{} image{}: {} imported, {} refreshed, {} unchanged, {} pending, {} failed, {} skipped in {:.1}s",
-        s.total,
-        if s.total == 1 { "" } else { "s" },
-        s.imported,
-        s.refreshed,
-        s.unchanged,
-        s.pending,
-        s.failed,
-        s.skipped,
-        s.duration_ms as f64 / 1000.0
-    )?;
-    let layers = &s.layers;
-    if layers.total > 0 {
-        writeln!(
-            out,
-            "{} distinct blobs: {} cached on ECR's storage, {} pending, {} failed",
-            layers.total, layers.cached, layers.pending, layers.failed
-        )?;
-    }
-    if !not_warmed.is_empty() {
-        writeln!(
-            out,
-            "{} image{} that ECS runs not warmed: ECS pulls {} without a pull-through cache \
-             (plan --from-ecs says why for each)",
-            not_warmed.len(),
-            if not_warmed.len() == 1 { "" } else { "s" },
-            if not_warmed.len() == 1 { "it" } else { "them" },
-        )?;
-    }
-    Ok(())
-}
-
-/// The caller first, then one line per finding, with its fix beneath.
-fn write_doctor_report(out: &mut impl Write, report: &doctor::Report) -> io::Result<()> {
-    writeln!(
-        out,
-        "caller: {} (account {}), Region {}",
-        report.caller.arn, report.caller.account, report.region
-    )?;
-    writeln!(out)?;
-    let width = report
-        .findings
-        .iter()
-        .map(|finding| finding.check.name().len())
-        .max()
-        .unwrap_or(0);
-    for finding in &report.findings {
-        writeln!(
-            out,
-            "{:<7}  {:<width$}  {}: {}",
-            finding.status.name(),
-            finding.check.name(),
-            finding.subject,
-            finding.message
-        )?;
-        if let Some(fix) = &finding.fix {
-            writeln!(out, "{:<7}  {:<width$}  fix: {fix}", "", "")?;
-        }
-    }
-    let s = &report.summary;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "{} finding{}: {} ok, {} warning{}, {} error{}",
-        s.ok + s.warning + s.error,
-        if s.ok + s.warning + s.error == 1 {
-            ""
-        } else {
-            "s"
-        },
-        s.ok,
-        s.warning,
-        if s.warning == 1 { "" } else { "s" },
-        s.error,
-        if s.error == 1 { "" } else { "s" }
-    )
-}
-
-/// `linux/amd64 linux/arm64/v8`, a platform marked when it is not warm.
-fn platforms_cell(image: &ImageOutcome) -> String {
-    let names: Vec<String> = image
-        .platforms
-        .iter()
-        .filter_map(|platform| {
-            let name = platform.platform.clone()?;
-            Some(match platform.status.is_warm() {
-                true => name,
-                false => format!("{name}({})", platform.status.name()),
-            })
-        })
-        .collect();
-    match names.is_empty() {
-        true => "-".to_string(),
-        false => names.join(" "),
-    }
-}
-
-/// `7/7`: blobs on ECR's storage of all blobs, over every platform.
-fn layers_cell(image: &ImageOutcome) -> String {
-    let (cached, total) = image
-        .platforms
-        .iter()
-        .filter_map(|platform| platform.layers)
-        .fold((0, 0), |(cached, total), layers| {
-            (cached + layers.cached, total + layers.total)
-        });
-    match total {
-        0 => "-".to_string(),
-        _ => format!("{cached}/{total}"),
-    }
-}
-
-/// `sha256:` and the first 12 hex digits, as `docker images` shortens IDs.
-fn short_digest(digest: &str) -> String {
-    match digest.split_once(':') {
-        Some((algorithm, hex)) => {
-            format!("{algorithm}:{}", hex.chars().take(12).collect::<String>())
-        }
-        None => digest.to_string(),
-    }
-}
-
-/// Writes left-aligned columns; the last column is not padded.
-fn write_table<const N: usize>(
-    out: &mut impl Write,
-    header: [&str; N],
-    rows: &[[String; N]],
-) -> io::Result<()> {
-    let rows: Vec<&[String]> = rows.iter().map(|row| row.as_slice()).collect();
-    write_rows(out, &header.map(str::to_string), &rows)
-}
-
-fn write_rows<R: AsRef<[String]>>(
-    out: &mut impl Write,
-    header: &[String],
-    rows: &[R],
-) -> io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row.as_ref()) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let rows = rows.iter().map(|row| row.as_ref());
-    for row in std::iter::once(header).chain(rows) {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
-}
-
 /// Diagnostics on stderr, quiet unless `RUST_LOG` asks for more.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -830,17 +510,4 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_writer(io::stderr)
         .init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_are_shortened_like_image_ids() {
-        assert_eq!(
-            short_digest(&format!("sha256:{}", "ab".repeat(32))),
-            "sha256:abababababab"
-        );
-    }
 }

@@ -1,0 +1,201 @@
+//! Where each trigger's entries come from: the configured list (with the
+//! images object and what ECS runs) for a schedule or `{}`, the list given
+//! in the event, or the images of an ECS event. They all go through the one
+//! pipeline; SQS batches are [`super::answer`]'s.
+
+use serde_json::{json, Value};
+
+use crate::ecs::{self, events::EcsEvent, Discovered};
+use crate::list::ListEntry;
+use crate::pipeline::{Parcel, Pipeline};
+use crate::plan::{PlannedImage, Source};
+
+use super::budget::Budget;
+use super::publish::{self, Lost};
+use super::queue;
+use super::warmer::Warmer;
+
+/// The configured list, as read at this invocation, and what could not be read.
+struct Configured {
+    parcel: Parcel,
+    list_error: Option<String>,
+    ecs_error: Option<String>,
+    /// ECS was listed: an account that runs nothing is nothing to warm, not an error.
+    listed_ecs: bool,
+}
+
+/// A schedule (`scheduled`) or a direct invocation: the list given, or the
+/// configured one.
+pub async fn warm_list(
+    warmer: &Warmer,
+    given: Option<Vec<String>>,
+    budget: Budget,
+    scheduled: bool,
+) -> Result<Value, lambda_runtime::Error> {
+    let settings = &warmer.settings;
+    let mut lost = Lost::default();
+    let configured = match given {
+        Some(images) => Configured {
+            parcel: Parcel::of(images.into_iter().map(ListEntry::Text).collect()),
+            list_error: None,
+            ecs_error: None,
+            listed_ecs: false,
+        },
+        None => configured_list(warmer, budget, &mut lost).await,
+    };
+    if configured.parcel.entries.is_empty() && !configured.listed_ecs {
+        lost.publish(&settings.metrics_namespace);
+        return Err(configured
+            .list_error
+            .or(configured.ecs_error)
+            .unwrap_or_else(|| {
+                "no images to warm: set WARM_IMAGES, WARM_IMAGES_FILE, WARM_IMAGES_S3_URI or \
+                 WARM_FROM_ECS, or send {\"images\": [...]}"
+                    .to_string()
+            })
+            .into());
+    }
+    let warm_settings = settings.warm.until(budget.warm_by);
+    let pipeline = warmer.pipeline(&warm_settings);
+    // Selectors are listed before fan-out: the queue carries the images they select.
+    let work = pipeline.prepare(vec![configured.parcel]).await;
+    if let Some(queue_url) = &settings.queue_url {
+        if work.images.len() > settings.fanout_threshold {
+            let mut response =
+                queue::fan_out(warmer, queue_url, &work.images, budget.send_by, &mut lost).await;
+            lost.publish(&settings.metrics_namespace);
+            response["list_error"] = json!(configured.list_error);
+            add_ecs_findings(&mut response, &work.not_warmed, configured.ecs_error);
+            return Ok(response);
+        }
+    }
+    let report = pipeline.warm(&warmer.ecr, &work.images, &|_| {}).await;
+    let mut response = serde_json::to_value(&report)?;
+    if configured.list_error.is_some() {
+        response["list_error"] = json!(configured.list_error);
+    }
+    add_ecs_findings(&mut response, &work.not_warmed, configured.ecs_error);
+    if scheduled {
+        queue::enqueue_skipped(warmer, &report, budget.send_by, &mut lost, &mut response).await;
+    }
+    queue::recheck_pending(warmer, &report, budget.send_by, &mut lost, &mut response).await;
+    publish::report(&settings.metrics_namespace, &report);
+    lost.publish(&settings.metrics_namespace);
+    Ok(response)
+}
+
+/// `WARM_IMAGES` and `WARM_IMAGES_FILE`, the images object and what ECS runs.
+/// A part that cannot be read is reported, and the rest is still warmed.
+async fn configured_list(warmer: &Warmer, budget: Budget, lost: &mut Lost) -> Configured {
+    let settings = &warmer.settings;
+    let mut entries: Vec<ListEntry> = settings
+        .images
+        .iter()
+        .cloned()
+        .map(ListEntry::Text)
+        .collect();
+    let mut list_error = None;
+    if let Some(uri) = &settings.images_s3 {
+        match crate::s3::read_list(&warmer.s3, uri, budget.warm_by).await {
+            Ok(more) => entries.extend(more),
+            Err(error) => {
+                tracing::error!(%error, "the images object cannot be read");
+                lost.list_unreadable += 1;
+                list_error = Some(error);
+            }
+        }
+    }
+    let mut discovered = Vec::new();
+    let mut ecs_error = None;
+    if let Some(scope) = &settings.ecs {
+        match ecs::discover(&warmer.ecs, scope, budget.warm_by).await {
+            Ok(found) => discovered = found,
+            Err(error) => {
+                tracing::error!(%error, "the images that ECS runs cannot be listed");
+                lost.ecs_unreadable += 1;
+                ecs_error = Some(error.to_string());
+            }
+        }
+    }
+    Configured {
+        listed_ecs: settings.ecs.is_some() && ecs_error.is_none(),
+        parcel: Parcel {
+            entries,
+            discovered,
+            ..Parcel::default()
+        },
+        list_error,
+        ecs_error,
+    }
+}
+
+/// What the answer says of ECS: the images it runs that are not warmed (as
+/// `plan` records them, with the reason), and a listing that failed.
+fn add_ecs_findings(response: &mut Value, not_warmed: &[PlannedImage], error: Option<String>) {
+    if !not_warmed.is_empty() {
+        let records: Vec<_> = not_warmed.iter().map(PlannedImage::record).collect();
+        response["not_warmed"] = json!(records);
+    }
+    if error.is_some() {
+        response["ecs_error"] = json!(error);
+    }
+}
+
+/// Warms the images of an ECS event: those of a registered task definition,
+/// or those a stopped task could not pull, so that ECS's next attempt finds
+/// them in the cache. Answers with the warm document, as a direct invocation.
+pub async fn warm_ecs_event(
+    warmer: &Warmer,
+    event: EcsEvent,
+    budget: Budget,
+) -> Result<Value, lambda_runtime::Error> {
+    let (images, task_definition) = match event {
+        EcsEvent::Ignored(reason) => {
+            tracing::info!(%reason, "ECS event ignored");
+            return Ok(json!({ "ignored": reason }));
+        }
+        EcsEvent::Registered {
+            task_definition,
+            images,
+        } => {
+            tracing::info!(%task_definition, "a task definition was registered: warming its images");
+            (images, Some(task_definition))
+        }
+        EcsEvent::PullFailed {
+            task,
+            task_definition,
+            images,
+        } => {
+            tracing::info!(%task, "a task could not pull its image: warming it");
+            (images, task_definition)
+        }
+    };
+    // The event names no image: the task definition does.
+    let images = match (images.is_empty(), task_definition) {
+        (true, Some(task_definition)) => {
+            ecs::task_definition_images(&warmer.ecs, &task_definition, budget.warm_by).await?
+        }
+        _ => images,
+    };
+    let parcel = Parcel {
+        discovered: images
+            .into_iter()
+            .map(|image| Discovered {
+                image,
+                source: Source::Event,
+            })
+            .collect(),
+        ..Parcel::default()
+    };
+    let warm_settings = warmer.settings.warm.until(budget.warm_by);
+    let pipeline: Pipeline = warmer.pipeline(&warm_settings);
+    let work = pipeline.prepare(vec![parcel]).await;
+    let report = pipeline.warm(&warmer.ecr, &work.images, &|_| {}).await;
+    let mut response = serde_json::to_value(&report)?;
+    add_ecs_findings(&mut response, &work.not_warmed, None);
+    let mut lost = Lost::default();
+    queue::recheck_pending(warmer, &report, budget.send_by, &mut lost, &mut response).await;
+    publish::report(&warmer.settings.metrics_namespace, &report);
+    lost.publish(&warmer.settings.metrics_namespace);
+    Ok(response)
+}

@@ -1,0 +1,80 @@
+//! What every invocation uses: the settings, the rules and the clients, made
+//! once at init.
+
+use std::time::Duration;
+
+use crate::discovery;
+use crate::pipeline::Pipeline;
+use crate::rules::Rules;
+use crate::settings::WarmSettings;
+use crate::upstream::credential::Credentials;
+use crate::upstream::resolver::Resolver;
+use crate::upstream::tags::TagLister;
+
+use super::environment::Settings;
+
+/// How long the registry checks (`WARM_DOCTOR`) may take at init: Lambda
+/// gives the whole init 10 seconds.
+const DOCTOR_AT_INIT: Duration = Duration::from_secs(5);
+
+pub struct Warmer {
+    pub settings: Settings,
+    pub rules: Rules,
+    pub ecr: aws_sdk_ecr::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    /// Lists selectors' tags upstream.
+    pub resolver: Resolver,
+}
+
+impl Warmer {
+    /// Reads the settings, builds the clients and reads the rules (unless
+    /// `WARM_RULES` gives them).
+    pub async fn init() -> Result<Warmer, lambda_runtime::Error> {
+        let settings = Settings::from_env(|name| std::env::var(name).ok())?;
+        let config = crate::aws::load_config(None).await;
+        let ecr = aws_sdk_ecr::Client::new(&config);
+        let rules = match &settings.rules {
+            Some(rules) => rules.clone(),
+            None => discovery::rules(&ecr).await?,
+        };
+        let region = config.region().map(ToString::to_string).unwrap_or_default();
+        let rules = discovery::for_caller(rules, &ecr, &region).await;
+        if settings.doctor {
+            let checks = crate::doctor::log_at_init(&config, &ecr, &rules, &settings.images);
+            if tokio::time::timeout(DOCTOR_AT_INIT, checks).await.is_err() {
+                tracing::warn!(
+                    limit_s = DOCTOR_AT_INIT.as_secs(),
+                    "the registry checks (WARM_DOCTOR) did not finish in time; the function starts without them"
+                );
+            }
+        }
+        tracing::info!(
+            images = settings.images.len(),
+            rules = rules.iter().count(),
+            "configured"
+        );
+        Ok(Warmer {
+            sqs: crate::aws::engine_sqs(&config),
+            ecr: crate::aws::engine_ecr(&config),
+            s3: aws_sdk_s3::Client::new(&config),
+            ecs: aws_sdk_ecs::Client::new(&config),
+            resolver: Resolver::new(
+                TagLister::new(settings.upstream_endpoints.clone()),
+                Credentials::new(Some(aws_sdk_secretsmanager::Client::new(&config))),
+            ),
+            settings,
+            rules,
+        })
+    }
+
+    /// The pipeline, with the warm's settings of this invocation.
+    pub fn pipeline<'a>(&'a self, settings: &'a WarmSettings) -> Pipeline<'a> {
+        Pipeline {
+            rules: &self.rules,
+            resolver: &self.resolver,
+            settings,
+        }
+    }
+}
