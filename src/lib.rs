@@ -28,5 +28,7 @@ pub mod rules;
 pub mod s3;
 pub mod selector;
 pub mod settings;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod upstream;
 pub mod warm;

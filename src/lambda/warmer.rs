@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use aws_config::SdkConfig;
+
 use crate::discovery;
 use crate::pipeline::Pipeline;
 use crate::rules::Rules;
@@ -34,6 +36,15 @@ impl Warmer {
     pub async fn init() -> Result<Warmer, lambda_runtime::Error> {
         let settings = Settings::from_env(|name| std::env::var(name).ok())?;
         let config = crate::aws::load_config(None).await;
+        Warmer::new(settings, &config).await
+    }
+
+    /// The function with these settings and this AWS configuration, as at init.
+    pub async fn new(
+        settings: Settings,
+        config: &SdkConfig,
+    ) -> Result<Warmer, lambda_runtime::Error> {
+        let config = config.clone();
         let ecr = aws_sdk_ecr::Client::new(&config);
         let rules = match &settings.rules {
             Some(rules) => rules.clone(),
