@@ -171,6 +171,7 @@ mod tests {
             message: None,
             hint: None,
             platforms: Vec::new(),
+            retry: None,
             rule_prefix: rule_prefix.map(str::to_string),
             retryable: false,
         }
@@ -196,6 +197,7 @@ mod tests {
                 failed: 2,
                 skipped: 1,
                 pending: 1,
+                retrying: 0,
                 duration_ms: 1234,
                 layers: LayerCounts {
                     total: 9,

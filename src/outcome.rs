@@ -19,16 +19,20 @@ pub enum Status {
     Skipped,
     /// The manifests are cached, but some blob is not on ECR's layer storage yet.
     Pending,
+    /// Not warm yet for a reason that may pass, and back on the function's
+    /// queue to be tried again (the function only).
+    Retrying,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Imported,
         Status::Refreshed,
         Status::Unchanged,
         Status::Failed,
         Status::Skipped,
         Status::Pending,
+        Status::Retrying,
     ];
 
     /// Imported, refreshed or unchanged: a private pull would succeed.
@@ -47,6 +51,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Skipped => "skipped",
             Status::Pending => "pending",
+            Status::Retrying => "retrying",
         }
     }
 }
@@ -71,12 +76,28 @@ pub struct ImageOutcome {
     pub hint: Option<String>,
     /// Each image manifest warmed: the platforms of an index, or the single manifest.
     pub platforms: Vec<PlatformOutcome>,
+    /// When `retrying`: the try it goes back for, and in which message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
     /// The rule's ECR prefix, for metrics per upstream.
     #[serde(skip)]
     pub rule_prefix: Option<String>,
     /// Whether trying again later may succeed (throttling, outages, deadline).
     #[serde(skip)]
     pub retryable: bool,
+}
+
+/// An image sent back to the queue to be tried again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retry {
+    /// The try it goes back for: 2 for the first time it comes back.
+    pub attempt: u32,
+    /// The last try it gets; after it, the image fails with its last reason.
+    pub last_attempt: u32,
+    /// How long it waits on the queue.
+    pub delay_s: u64,
+    /// The SQS message that carries it.
+    pub message_id: Option<String>,
 }
 
 /// One image manifest of an image and its blobs.
@@ -238,6 +259,10 @@ fn hint(code: &str, context: &FailureContext<'_>) -> Option<String> {
              check, so private pulls of it fail. Pull it once from a host with internet access, \
              check the upstream, then warm it again"
         ),
+        "DeadlineReached" => "every try of the function ended before this image was started: \
+             raise the function's Timeout, or lower WARM_MESSAGE_IMAGES so that one message fits \
+             one invocation"
+            .to_string(),
         "ImageTagDoesNotMatchDigest" => "the tag now points at another digest than the one \
              written: update the pinned digest, or warm the tag alone"
             .to_string(),

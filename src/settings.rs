@@ -21,12 +21,12 @@ const MAX_TPS: RangeInclusive<usize> = 1..=100_000;
 /// How long blobs not yet on ECR's storage are asked again.
 pub const DEFAULT_LAYER_WAIT: Duration = Duration::from_secs(120);
 /// How long an image that is not warm yet waits on the queue before it is tried again.
-pub const DEFAULT_RECHECK_DELAY: Duration = Duration::from_secs(300);
+pub const DEFAULT_RECHECK_DELAY: Duration = Duration::from_secs(60);
 /// SQS delays a message by at most 15 minutes.
 pub const MAX_RECHECK_DELAY: Duration = Duration::from_secs(900);
 /// A shorter delay is no delay at all to SQS, which counts whole seconds.
 const MIN_RECHECK_DELAY: Duration = Duration::from_secs(1);
-pub const DEFAULT_RECHECK_ATTEMPTS: u32 = 6;
+pub const DEFAULT_RECHECK_ATTEMPTS: u32 = 8;
 const RECHECK_ATTEMPTS: RangeInclusive<usize> = 0..=100;
 /// Attempts per ECR call for throttling and transient upstream trouble.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;

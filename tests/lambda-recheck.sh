@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# End to end: the function's re-check of images whose layers are still pending,
+# End to end: the function's next tries of images whose layers are still pending,
 # under cargo-lambda's Lambda runtime emulator, against the ECR emulator and the
-# SQS queue moto serves beside it. A pending image is sent to the queue with a
-# delay, warm when the message comes back; one still pending after the last
-# re-check ends failed with LayersNotCached. Stops what it started.
+# SQS queue moto serves beside it. A pending image goes back on the queue with a
+# delay (`retrying`), warm when the message comes back; one still pending after
+# its last try ends failed with LayersNotCached. Stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -75,8 +75,8 @@ PY
 
 echo '{"images": ["registry.k8s.io/pause:3.10"]}' >"$work/direct.json"
 invoke "$work/direct.json" >"$work/direct.out"
-check "$work/direct.out" 'r["images"][0]["status"] == "pending" and r["rechecks"]["images"] == 1' \
-  "pause:3.10 pending and sent to the queue"
+check "$work/direct.out" 'r["images"][0]["status"] == "retrying" and r["images"][0]["retry"]["attempt"] == 2 and r["summary"]["retrying"] == 1' \
+  "pause:3.10 pending, so retrying through the queue"
 echo "ok   a pending image is sent to the queue"
 
 body=$(receive_as_event "$work/recheck-1.json")
@@ -90,7 +90,7 @@ echo "ok   its re-check finds it warm and sends nothing more"
 
 echo '{"images": ["nginx:1.26"]}' >"$work/stuck.json"
 invoke "$work/stuck.json" >"$work/stuck.out"
-check "$work/stuck.out" 'r["images"][0]["status"] == "pending"' "nginx:1.26 pending"
+check "$work/stuck.out" 'r["images"][0]["status"] == "retrying" and r["images"][0]["failure_code"] is None' "nginx:1.26 pending, so retrying"
 receive_as_event "$work/stuck-1.json" >/dev/null
 invoke "$work/stuck-1.json" >/dev/null
 body=$(receive_as_event "$work/stuck-2.json")
@@ -99,5 +99,5 @@ invoke "$work/stuck-2.json" >"$work/stuck-2.out"
 check "$work/stuck-2.out" 'r == {"batchItemFailures": []}' "the last re-check to end the message"
 queue_is_empty
 grep -q "LayersNotCached" "$work/watch.log" || { echo "FAIL no LayersNotCached in the function's log" >&2; tail -30 "$work/watch.log" >&2; exit 1; }
-echo "ok   an image still pending after the last re-check fails with LayersNotCached"
+echo "ok   an image still pending after its last try fails with LayersNotCached"
 echo "lambda-recheck: 3 passed"

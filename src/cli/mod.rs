@@ -223,9 +223,9 @@ async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
         false => None,
     };
     let rules = args.rules(config.as_ref()).await?;
-    let discovered = match (&scope, &config) {
+    let discovery = match (&scope, &config) {
         (Some(scope), Some(config)) => ecs_images(config, scope, None).await?,
-        _ => Vec::new(),
+        _ => ecs::Discovery::default(),
     };
     let resolver = resolver(endpoints, config.as_ref());
     let settings = WarmSettings::default();
@@ -236,7 +236,7 @@ async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
     };
     let mut planned = pipeline.plan(Parcel {
         entries,
-        discovered,
+        discovered: discovery.images,
         ..Parcel::default()
     });
     if resolve {
@@ -250,20 +250,26 @@ async fn plan_command(args: PlanArgs) -> Result<u8, UsageError> {
         }),
         Output::Text => table::write_plan_table(&mut out, &planned),
     })?;
-    Ok(match planned.iter().any(PlannedImage::is_failure) {
+    let failed = planned.iter().any(PlannedImage::is_failure) || !discovery.failures.is_empty();
+    Ok(match failed {
         false => 0,
         true => EXIT_IMAGE_FAILED,
     })
 }
 
-/// The images that ECS runs, for `--from-ecs`.
+/// The images that ECS runs, for `--from-ecs`. A task definition that
+/// cannot be read is said on standard error; the others are still found.
 async fn ecs_images(
     config: &SdkConfig,
     scope: &ecs::Scope,
     deadline: Option<Instant>,
-) -> Result<Vec<ecs::Discovered>, UsageError> {
+) -> Result<ecs::Discovery, UsageError> {
     let client = aws_sdk_ecs::Client::new(config);
-    Ok(ecs::discover(&client, scope, deadline).await?)
+    let discovery = ecs::discover(&client, scope, deadline).await?;
+    for failure in &discovery.failures {
+        eprintln!("warning: {failure}");
+    }
+    Ok(discovery)
 }
 
 async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
@@ -290,9 +296,9 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     let deadline = args
         .timeout
         .and_then(|timeout| started.checked_add(timeout));
-    let discovered = match &scope {
+    let discovery = match &scope {
         Some(scope) => ecs_images(&config, scope, deadline).await?,
-        None => Vec::new(),
+        None => ecs::Discovery::default(),
     };
     let resolver = resolver(endpoints, Some(&config));
     let settings = args.settings.until(deadline);
@@ -304,7 +310,7 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     let work = pipeline
         .prepare(vec![Parcel {
             entries,
-            discovered,
+            discovered: discovery.images,
             ..Parcel::default()
         }])
         .await;
@@ -327,12 +333,12 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     }
     let mut out = io::stdout().lock();
     written(match args.input.output {
-        Output::Json => warm_document(&report, &work.not_warmed)
+        Output::Json => warm_document(&report, &work.not_warmed, &discovery.failures)
             .map_err(io::Error::from)
             .and_then(|json| writeln!(out, "{json}")),
         Output::Text => table::write_warm_report(&mut out, &report, &work.not_warmed),
     })?;
-    Ok(if report.all_warm() {
+    Ok(if report.all_warm() && discovery.failures.is_empty() {
         0
     } else {
         EXIT_IMAGE_FAILED
@@ -377,11 +383,16 @@ async fn doctor_command(args: InputArgs) -> Result<u8, UsageError> {
 fn warm_document(
     report: &Report,
     not_warmed: &[PlannedImage],
+    ecs_failures: &[ecs::EcsError],
 ) -> serde_json::Result<serde_json::Value> {
     let mut document = serde_json::to_value(report)?;
     if !not_warmed.is_empty() {
         let records: Vec<_> = not_warmed.iter().map(PlannedImage::record).collect();
         document["not_warmed"] = serde_json::to_value(records)?;
+    }
+    if !ecs_failures.is_empty() {
+        let errors: Vec<String> = ecs_failures.iter().map(ToString::to_string).collect();
+        document["ecs_errors"] = serde_json::to_value(errors)?;
     }
     Ok(document)
 }

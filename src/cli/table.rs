@@ -146,7 +146,7 @@ pub fn write_warm_report(
     writeln!(out)?;
     writeln!(
         out,
-        "{} image{}: {} imported, {} refreshed, {} unchanged, {} pending, {} failed, {} skipped in {:.1}s",
+        "{} image{}: {} imported, {} refreshed, {} unchanged, {} pending, {} failed, {} skipped{} in {:.1}s",
         s.total,
         if s.total == 1 { "" } else { "s" },
         s.imported,
@@ -155,6 +155,10 @@ pub fn write_warm_report(
         s.pending,
         s.failed,
         s.skipped,
+        match s.retrying {
+            0 => String::new(),
+            n => format!(", {n} retrying"),
+        },
         s.duration_ms as f64 / 1000.0
     )?;
     let layers = &s.layers;

@@ -38,6 +38,14 @@ pub struct Discovered {
     pub source: Source,
 }
 
+/// What ECS runs, and the task definitions that could not be read.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub images: Vec<Discovered>,
+    /// One per task definition that could not be described.
+    pub failures: Vec<EcsError>,
+}
+
 /// A service and the task definitions it runs or is deploying.
 struct ServiceUse {
     cluster: String,
@@ -58,7 +66,7 @@ pub async fn discover(
     ecs: &aws_sdk_ecs::Client,
     scope: &Scope,
     deadline: Option<Instant>,
-) -> Result<Vec<Discovered>, EcsError> {
+) -> Result<Discovery, EcsError> {
     within(deadline, discover_all(ecs, scope)).await
 }
 
@@ -84,10 +92,7 @@ async fn within<T>(
     }
 }
 
-async fn discover_all(
-    ecs: &aws_sdk_ecs::Client,
-    scope: &Scope,
-) -> Result<Vec<Discovered>, EcsError> {
+async fn discover_all(ecs: &aws_sdk_ecs::Client, scope: &Scope) -> Result<Discovery, EcsError> {
     let mut clusters = match scope.clusters.is_empty() {
         true => list_clusters(ecs).await?,
         false => scope.clusters.clone(),
@@ -111,11 +116,24 @@ async fn discover_all(
         false => Vec::new(),
     };
     wanted.extend(families.iter().cloned());
-    let described: HashMap<String, TaskDefinition> = stream::iter(wanted)
+    // A revision deregistered while a deployment drains cannot be described:
+    // that is its own error, and the images of every other one are still found.
+    let results: Vec<Result<(String, TaskDefinition), EcsError>> = stream::iter(wanted)
         .map(|arn| describe(ecs, arn))
         .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
+    let mut described: HashMap<String, TaskDefinition> = HashMap::new();
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok((arn, definition)) => {
+                described.insert(arn, definition);
+            }
+            Err(error) => failures.push(error),
+        }
+    }
+    failures.sort_by_key(ToString::to_string);
 
     let mut found = Vec::new();
     let mut seen = HashSet::new();
@@ -135,18 +153,25 @@ async fn discover_all(
             service: service.service.clone(),
         };
         for arn in &service.task_definitions {
-            add(&described[arn].images, &source);
+            if let Some(definition) = described.get(arn) {
+                add(&definition.images, &source);
+            }
         }
     }
     for arn in &families {
-        let definition = &described[arn];
+        let Some(definition) = described.get(arn) else {
+            continue;
+        };
         let source = Source::EcsFamily {
             family: definition.family.clone(),
             revision: definition.revision,
         };
         add(&definition.images, &source);
     }
-    Ok(found)
+    Ok(Discovery {
+        images: found,
+        failures,
+    })
 }
 
 async fn list_clusters(ecs: &aws_sdk_ecs::Client) -> Result<Vec<String>, EcsError> {

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use crate::plan::PlannedImage;
 use crate::rules::Rules;
 
-pub use discovery::{discover, task_definition_images, Discovered, Scope};
+pub use discovery::{discover, task_definition_images, Discovered, Discovery, Scope};
 pub use error::EcsError;
 
 /// The discovered images as ECS pulls them ([`PlannedImage::pulled_by_ecs`]),

@@ -1,7 +1,7 @@
 //! Fan-out: a list too long for one invocation goes to the queue in messages
 //! of a few dozen images, which SQS-triggered invocations warm in parallel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::error::ProvideErrorMetadata;
@@ -62,6 +62,9 @@ pub struct Enqueued {
     pub failed_images: Vec<String>,
     /// Why, one line per distinct reason.
     pub errors: Vec<String>,
+    /// The SQS message that carries each image sent.
+    #[serde(skip)]
+    pub message_ids: BTreeMap<String, String>,
 }
 
 /// Sends `images` to the queue as `{"images": [...]}` messages of at most
@@ -85,6 +88,7 @@ pub async fn enqueue(
     };
     for batch in batches(&messages) {
         let mut pending: Vec<usize> = batch.clone();
+        let mut message_ids: HashMap<usize, String> = HashMap::new();
         let mut last_errors: Vec<String>;
         let mut retries = Backoff::new(backoff, ATTEMPTS, deadline);
         loop {
@@ -121,6 +125,11 @@ pub async fn enqueue(
                     false
                 }
                 Some(Ok(output)) => {
+                    for sent in output.successful() {
+                        if let Ok(i) = sent.id().parse() {
+                            message_ids.insert(i, sent.message_id().to_string());
+                        }
+                    }
                     last_errors = output
                         .failed()
                         .iter()
@@ -150,6 +159,11 @@ pub async fn enqueue(
             } else {
                 enqueued.messages += 1;
                 enqueued.images += images.len();
+                if let Some(id) = message_ids.get(&i) {
+                    for image in images {
+                        enqueued.message_ids.insert(image.clone(), id.clone());
+                    }
+                }
             }
         }
         if !pending.is_empty() {

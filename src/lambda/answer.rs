@@ -4,22 +4,19 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 
 use crate::event::Message;
-use crate::fanout::Delivery;
 use crate::list::ListEntry;
-use crate::outcome::{Failure, FailureContext, ImageOutcome, Status};
 use crate::pipeline::{Parcel, Pipeline};
 
 use super::budget::Budget;
 use super::publish::{self, Lost};
-use super::queue;
+use super::retrying;
 use super::warmer::Warmer;
 
-/// Warms the images of a batch of messages together, and names the messages
-/// that must come back: unreadable ones (to end in the dead-letter queue) and
-/// those with an image that may succeed later. Images whose layers are still
-/// pending are sent again with a delay instead, so that a message that is
-/// making progress never ends in the dead-letter queue; after the last
-/// re-check they fail with `LayersNotCached`.
+/// Warms the images of a batch of messages together. What may pass goes
+/// back on the queue image by image, as new messages ([`retrying`]), and the
+/// received message is done: the answer names a message only when its body
+/// cannot be read (so that it ends in the dead-letter queue) or when what it
+/// left could not be sent (so that SQS gives it again).
 pub async fn warm_messages(
     warmer: &Warmer,
     messages: &[Message],
@@ -74,58 +71,17 @@ pub async fn warm_messages(
         .iter()
         .map(|&parcel| positions[parcel])
         .collect();
-
-    let mut rechecks: Vec<(usize, Vec<String>)> = Vec::new();
-    for (position, message) in messages.iter().enumerate() {
-        let images: Vec<&mut ImageOutcome> = report
-            .images
-            .iter_mut()
-            .zip(&owners)
-            .filter(|(_, owner)| **owner == position)
-            .map(|(image, _)| image)
-            .collect();
-        if images.is_empty() {
-            continue;
-        }
-        let checks_left = message.recheck < settings.warm.recheck_attempts;
-        let mut pending = Vec::new();
-        let mut comes_back = false;
-        for image in images {
-            match image.status {
-                Status::Pending if checks_left => pending.push(image.input.clone()),
-                Status::Pending => layers_not_cached(image, message.recheck),
-                _ => comes_back |= image.retryable,
-            }
-        }
-        if comes_back {
-            // The whole message comes back, its pending images with it.
-            again.push(&message.message_id);
-        } else if !pending.is_empty() {
-            rechecks.push((position, pending));
-        }
-    }
-    report.recount();
-
-    let selectors = queue::selectors_of(&report);
-    for (position, pending) in rechecks {
-        let message = &messages[position];
-        let sent = match &settings.queue_url {
-            Some(queue_url) => {
-                let delivery = Delivery {
-                    delay: settings.warm.recheck_delay,
-                    recheck: message.recheck + 1,
-                    selectors: Some(&selectors),
-                };
-                queue::enqueue(warmer, queue_url, &pending, delivery, budget.send_by)
-                    .await
-                    .failed_images
-                    .is_empty()
-            }
-            None => false,
-        };
-        if !sent {
-            // Received again after the visibility timeout: checked again all the same.
-            again.push(&message.message_id);
+    let sent: Vec<u32> = owners
+        .iter()
+        .map(|&owner| messages[owner].recheck)
+        .collect();
+    let sent_back =
+        retrying::send_back(warmer, &mut report, &sent, budget.send_by, &mut lost).await;
+    for (&owner, unsent) in owners.iter().zip(&sent_back.unsent) {
+        let message_id = messages[owner].message_id.as_str();
+        // Received again after the visibility timeout: tried again all the same.
+        if *unsent && !again.contains(&message_id) {
+            again.push(message_id);
         }
     }
     publish::report(&settings.metrics_namespace, &report);
@@ -138,26 +94,4 @@ pub async fn warm_messages(
         response.batch_item_failures.push(failure);
     }
     response
-}
-
-/// A pending image that was checked again as often as allowed.
-pub(super) fn layers_not_cached(image: &mut ImageOutcome, rechecks: u32) {
-    let pending = image.message.take().unwrap_or_default();
-    let context = FailureContext {
-        cache_repository: image.cache_repository.as_deref().unwrap_or_default(),
-        rule_prefix: image.rule_prefix.as_deref().unwrap_or_default(),
-        upstream_reference: &image.input,
-        docker_hub: false,
-        uncached_digest_only: false,
-    };
-    let failure = Failure::from_ecr(
-        "LayersNotCached",
-        &format!("still pending after {rechecks} re-checks: {pending}"),
-        &context,
-    );
-    image.status = Status::Failed;
-    image.retryable = false;
-    image.failure_code = Some(failure.code);
-    image.message = Some(failure.message);
-    image.hint = failure.hint;
 }

@@ -9,6 +9,7 @@ mod budget;
 pub mod environment;
 mod publish;
 mod queue;
+mod retrying;
 mod triggers;
 pub mod warmer;
 
@@ -45,8 +46,9 @@ pub async fn handle(
         warmer.settings.queue_url.is_some(),
     );
     match event::decode(event.payload)? {
-        Trigger::Schedule { images } => triggers::warm_list(warmer, images, budget, true).await,
-        Trigger::Direct { images } => triggers::warm_list(warmer, images, budget, false).await,
+        Trigger::Schedule { images } | Trigger::Direct { images } => {
+            triggers::warm_list(warmer, images, budget).await
+        }
         Trigger::Sqs(messages) => {
             let answer = answer::warm_messages(warmer, &messages, budget).await;
             Ok(serde_json::to_value(answer)?)

@@ -8,9 +8,9 @@ use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 
-use super::answer::layers_not_cached;
 use super::budget::deadline;
 use super::*;
+use super::{publish, retrying};
 use crate::ecs;
 use crate::outcome::Status;
 use crate::plan;
@@ -98,8 +98,8 @@ fn settings_have_defaults_and_read_every_variable() {
             0,
             LayerMode::Verify,
             Duration::from_secs(120),
-            Duration::from_secs(300),
-            6
+            Duration::from_secs(60),
+            8
         )
     );
     let settings = Settings::from_env(env(&[
@@ -517,7 +517,7 @@ async fn a_long_list_is_fanned_out_to_the_queue() {
 }
 
 #[tokio::test]
-async fn a_schedule_enqueues_what_the_deadline_skipped() {
+async fn a_schedule_sends_back_what_the_deadline_skipped() {
     let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
     let warmer = warmer(
         &[
@@ -537,14 +537,25 @@ async fn a_schedule_enqueues_what_the_deadline_skipped() {
     );
     let started = Instant::now();
     let response = handle(&warmer, event).await.unwrap();
-    assert_eq!(response["summary"]["skipped"], 1);
-    assert_eq!(response["enqueued"]["images"], 1);
-    assert_eq!(*bodies.lock().unwrap(), [r#"{"images":["nginx:1.27"]}"#]);
+    assert_eq!(response["summary"]["retrying"], 1);
+    let image = &response["images"][0];
+    assert_eq!(image["status"], "retrying");
+    assert_eq!(image["retry"]["attempt"], 2);
+    assert_eq!(image["retry"]["last_attempt"], 9);
+    assert_eq!(
+        image["retry"]["delay_s"], 0,
+        "a skipped image was not tried"
+    );
+    assert_eq!(image["retry"]["message_id"], "m-0");
+    assert_eq!(
+        *bodies.lock().unwrap(),
+        [r#"{"images":["nginx:1.27"],"recheck":1}"#]
+    );
     assert!(started.elapsed() < Duration::from_millis(200));
 }
 
 #[tokio::test]
-async fn sends_that_would_pass_the_deadline_are_reported_not_made() {
+async fn sends_that_would_pass_the_deadline_are_not_made_and_the_image_stays_skipped() {
     let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
     let warmer = warmer(
         &[("WARM_IMAGES", "nginx:1.27"), ("WARM_QUEUE_URL", QUEUE)],
@@ -557,13 +568,7 @@ async fn sends_that_would_pass_the_deadline_are_reported_not_made() {
     );
     let response = handle(&warmer, event).await.unwrap();
     assert_eq!(response["summary"]["skipped"], 1);
-    let enqueued = &response["enqueued"];
-    assert_eq!(enqueued["images"], 0);
-    assert_eq!(enqueued["failed_images"], json!(["nginx:1.27"]));
-    assert_eq!(
-        enqueued["errors"],
-        json!(["not sent: the deadline came first"])
-    );
+    assert_eq!(response["images"][0]["retry"], Value::Null);
     assert!(bodies.lock().unwrap().is_empty());
 }
 
@@ -579,23 +584,24 @@ fn batch_failures(response: &Value) -> Vec<&str> {
 }
 
 #[tokio::test]
-async fn pending_images_are_sent_back_to_the_queue_with_a_delay() {
+async fn pending_images_are_sent_back_with_a_delay_that_grows() {
     let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
     let warmer = warmer(
         &[("WARM_QUEUE_URL", QUEUE), ("WARM_RECHECK_DELAY", "5m")],
         bodies.clone(),
     );
-    // A direct warm: the pending image goes to the queue for its first re-check.
+    // A direct warm: the pending image goes to the queue for its second try.
     let response = invoke(&warmer, json!({"images": ["nginx:slow-1", "nginx:1.27"]})).await;
-    assert_eq!(response["images"][0]["status"], "pending");
+    assert_eq!(response["images"][0]["status"], "retrying");
+    assert_eq!(response["images"][0]["retry"]["delay_s"], 300);
     assert_eq!(response["images"][1]["status"], "imported");
-    assert_eq!(response["rechecks"]["images"], 1);
     assert_eq!(
         bodies.lock().unwrap().last().unwrap(),
         r#"300|{"images":["nginx:slow-1"],"recheck":1}"#
     );
 
-    // Its re-check is still pending: the message is done, the image sent on with one more.
+    // Its second try is still pending: the message is done, the image sent on
+    // with one more try and twice the delay; the warm images are not sent.
     let event = json!({"Records": [
         {"messageId": "m1", "body": "{\"images\": [\"nginx:slow-1\", \"nginx:1.26\"], \"recheck\": 1}"},
         {"messageId": "m2", "body": "{\"images\": [\"nginx:1.25\"], \"recheck\": 1}"}
@@ -608,7 +614,16 @@ async fn pending_images_are_sent_back_to_the_queue_with_a_delay() {
     );
     assert_eq!(
         bodies.lock().unwrap().last().unwrap(),
-        r#"300|{"images":["nginx:slow-1"],"recheck":2}"#
+        r#"600|{"images":["nginx:slow-1"],"recheck":2}"#
+    );
+    // Never more than SQS's 15 minutes.
+    let event = json!({"Records": [
+        {"messageId": "m3", "body": "{\"images\": [\"nginx:slow-1\"], \"recheck\": 5}"}
+    ]});
+    invoke(&warmer, event).await;
+    assert_eq!(
+        bodies.lock().unwrap().last().unwrap(),
+        r#"900|{"images":["nginx:slow-1"],"recheck":6}"#
     );
 }
 
@@ -623,13 +638,13 @@ async fn an_image_a_selector_selected_keeps_its_selector_through_the_queue() {
     assert_eq!(batch_failures(&response), Vec::<&str>::new());
     assert_eq!(
         bodies.lock().unwrap().last().unwrap(),
-        r#"300|{"images":["nginx:slow-1"],"recheck":2,"selectors":{"nginx:slow-1":"nginx:slow-*"}}"#,
-        "the re-check names the selector again"
+        r#"120|{"images":["nginx:slow-1"],"recheck":2,"selectors":{"nginx:slow-1":"nginx:slow-*"}}"#,
+        "the next try names the selector again"
     );
 }
 
 #[tokio::test]
-async fn a_pending_image_past_the_last_recheck_fails_as_layers_not_cached() {
+async fn an_image_past_its_last_try_fails_with_its_last_reason() {
     let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
     let warmer = warmer(
         &[("WARM_QUEUE_URL", QUEUE), ("WARM_RECHECK_ATTEMPTS", "6")],
@@ -637,7 +652,7 @@ async fn a_pending_image_past_the_last_recheck_fails_as_layers_not_cached() {
     );
     let sent_before = bodies.lock().unwrap().len();
     let event = json!({"Records": [
-        {"messageId": "last", "body": "{\"images\": [\"nginx:slow-1\"], \"recheck\": 6}"}
+        {"messageId": "last", "body": "{\"images\": [\"nginx:slow-1\", \"nginx:busy-1\"], \"recheck\": 6}"}
     ]});
     let response = invoke(&warmer, event).await;
     assert_eq!(
@@ -652,26 +667,62 @@ async fn a_pending_image_past_the_last_recheck_fails_as_layers_not_cached() {
     );
 
     // The same, seen from the report the message's images make.
+    let images = plan::plan(
+        &["nginx:slow-1".to_string(), "nginx:busy-1".to_string()],
+        &warmer.rules,
+    );
     let mut report = warmer
         .pipeline(&warmer.settings.warm)
-        .warm(
-            &warmer.ecr,
-            &plan::plan(&["nginx:slow-1".to_string()], &warmer.rules),
-            &|_| {},
-        )
+        .warm(&warmer.ecr, &images, &|_| {})
         .await;
     assert_eq!(report.images[0].status, Status::Pending);
-    layers_not_cached(&mut report.images[0], 6);
-    report.recount();
-    let image = &report.images[0];
-    assert_eq!(image.failure_code.as_deref(), Some("LayersNotCached"));
-    assert!(image
+    assert_eq!(report.images[1].status, Status::Failed);
+    let mut lost = publish::Lost::default();
+    retrying::send_back(&warmer, &mut report, &[6, 6], None, &mut lost).await;
+    let pending = &report.images[0];
+    assert_eq!(pending.failure_code.as_deref(), Some("LayersNotCached"));
+    assert!(pending
         .message
         .as_deref()
         .unwrap()
-        .starts_with("still pending after 6 re-checks: 1 of 2 blobs"));
-    assert!(image.hint.as_deref().unwrap().contains("every check"));
-    assert_eq!((report.summary.failed, report.summary.pending), (1, 0));
+        .starts_with("still pending after 7 tries: 1 of 2 blobs"));
+    assert!(pending.hint.as_deref().unwrap().contains("every check"));
+    let throttled = &report.images[1];
+    assert_eq!(
+        throttled.failure_code.as_deref(),
+        Some("UpstreamTooManyRequests")
+    );
+    assert!(throttled
+        .message
+        .as_deref()
+        .unwrap()
+        .ends_with("(after 7 tries)"));
+    assert!(throttled.hint.is_some());
+    assert_eq!((report.summary.failed, report.summary.retrying), (2, 0));
+}
+
+#[tokio::test]
+async fn an_upstream_outage_is_retrying_through_the_queue_not_failed() {
+    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+    let warmer = warmer(&[("WARM_QUEUE_URL", QUEUE)], bodies.clone());
+    for payload in [
+        json!({"images": ["nginx:busy-1"]}),
+        schedule(json!({"images": ["nginx:busy-1"]})),
+        json!({"images": ["nginx:busy-1", "nginx:missing-1"]}),
+    ] {
+        let response = invoke(&warmer, payload).await;
+        let image = &response["images"][0];
+        assert_eq!(image["status"], "retrying", "{response}");
+        assert_eq!(image["failure_code"], "UpstreamTooManyRequests");
+        assert_eq!(image["retry"]["delay_s"], 60);
+        assert_eq!(
+            bodies.lock().unwrap().last().unwrap(),
+            r#"60|{"images":["nginx:busy-1"],"recheck":1}"#
+        );
+        if let Some(missing) = response["images"].get(1) {
+            assert_eq!(missing["status"], "failed", "a missing tag will not pass");
+        }
+    }
 }
 
 #[tokio::test]

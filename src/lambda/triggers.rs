@@ -13,6 +13,7 @@ use crate::plan::{PlannedImage, Source};
 use super::budget::Budget;
 use super::publish::{self, Lost};
 use super::queue;
+use super::retrying;
 use super::warmer::Warmer;
 
 /// The configured list, as read at this invocation, and what could not be read.
@@ -22,15 +23,16 @@ struct Configured {
     ecs_error: Option<String>,
     /// ECS was listed: an account that runs nothing is nothing to warm, not an error.
     listed_ecs: bool,
+    /// Task definitions that could not be read, each on its own.
+    ecs_failures: Vec<String>,
 }
 
-/// A schedule (`scheduled`) or a direct invocation: the list given, or the
-/// configured one.
+/// A schedule, EventBridge Scheduler's input or a direct invocation: the
+/// list given, or the configured one.
 pub async fn warm_list(
     warmer: &Warmer,
     given: Option<Vec<String>>,
     budget: Budget,
-    scheduled: bool,
 ) -> Result<Value, lambda_runtime::Error> {
     let settings = &warmer.settings;
     let mut lost = Lost::default();
@@ -40,6 +42,7 @@ pub async fn warm_list(
             list_error: None,
             ecs_error: None,
             listed_ecs: false,
+            ecs_failures: Vec::new(),
         },
         None => configured_list(warmer, budget, &mut lost).await,
     };
@@ -66,19 +69,19 @@ pub async fn warm_list(
             lost.publish(&settings.metrics_namespace);
             response["list_error"] = json!(configured.list_error);
             add_ecs_findings(&mut response, &work.not_warmed, configured.ecs_error);
+            add_ecs_failures(&mut response, &configured.ecs_failures);
             return Ok(response);
         }
     }
-    let report = pipeline.warm(&warmer.ecr, &work.images, &|_| {}).await;
+    let mut report = pipeline.warm(&warmer.ecr, &work.images, &|_| {}).await;
+    let first_tries = vec![0; report.images.len()];
+    retrying::send_back(warmer, &mut report, &first_tries, budget.send_by, &mut lost).await;
     let mut response = serde_json::to_value(&report)?;
     if configured.list_error.is_some() {
         response["list_error"] = json!(configured.list_error);
     }
     add_ecs_findings(&mut response, &work.not_warmed, configured.ecs_error);
-    if scheduled {
-        queue::enqueue_skipped(warmer, &report, budget.send_by, &mut lost, &mut response).await;
-    }
-    queue::recheck_pending(warmer, &report, budget.send_by, &mut lost, &mut response).await;
+    add_ecs_failures(&mut response, &configured.ecs_failures);
     publish::report(&settings.metrics_namespace, &report);
     lost.publish(&settings.metrics_namespace);
     Ok(response)
@@ -107,9 +110,17 @@ async fn configured_list(warmer: &Warmer, budget: Budget, lost: &mut Lost) -> Co
     }
     let mut discovered = Vec::new();
     let mut ecs_error = None;
+    let mut ecs_failures = Vec::new();
     if let Some(scope) = &settings.ecs {
         match ecs::discover(&warmer.ecs, scope, budget.warm_by).await {
-            Ok(found) => discovered = found,
+            Ok(found) => {
+                for failure in &found.failures {
+                    tracing::error!(error = %failure, "a task definition that ECS runs cannot be read");
+                }
+                lost.ecs_unreadable += found.failures.len();
+                ecs_failures = found.failures.iter().map(ToString::to_string).collect();
+                discovered = found.images;
+            }
             Err(error) => {
                 tracing::error!(%error, "the images that ECS runs cannot be listed");
                 lost.ecs_unreadable += 1;
@@ -119,6 +130,7 @@ async fn configured_list(warmer: &Warmer, budget: Budget, lost: &mut Lost) -> Co
     }
     Configured {
         listed_ecs: settings.ecs.is_some() && ecs_error.is_none(),
+        ecs_failures,
         parcel: Parcel {
             entries,
             discovered,
@@ -138,6 +150,13 @@ fn add_ecs_findings(response: &mut Value, not_warmed: &[PlannedImage], error: Op
     }
     if error.is_some() {
         response["ecs_error"] = json!(error);
+    }
+}
+
+/// The task definitions that could not be read, when there are any.
+fn add_ecs_failures(response: &mut Value, failures: &[String]) {
+    if !failures.is_empty() {
+        response["ecs_errors"] = json!(failures);
     }
 }
 
@@ -190,11 +209,12 @@ pub async fn warm_ecs_event(
     let warm_settings = warmer.settings.warm.until(budget.warm_by);
     let pipeline: Pipeline = warmer.pipeline(&warm_settings);
     let work = pipeline.prepare(vec![parcel]).await;
-    let report = pipeline.warm(&warmer.ecr, &work.images, &|_| {}).await;
+    let mut report = pipeline.warm(&warmer.ecr, &work.images, &|_| {}).await;
+    let mut lost = Lost::default();
+    let first_tries = vec![0; report.images.len()];
+    retrying::send_back(warmer, &mut report, &first_tries, budget.send_by, &mut lost).await;
     let mut response = serde_json::to_value(&report)?;
     add_ecs_findings(&mut response, &work.not_warmed, None);
-    let mut lost = Lost::default();
-    queue::recheck_pending(warmer, &report, budget.send_by, &mut lost, &mut response).await;
     publish::report(&warmer.settings.metrics_namespace, &report);
     lost.publish(&warmer.settings.metrics_namespace);
     Ok(response)

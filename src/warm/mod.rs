@@ -50,6 +50,7 @@ pub struct Summary {
     pub failed: usize,
     pub skipped: usize,
     pub pending: usize,
+    pub retrying: usize,
     pub duration_ms: u64,
     /// Distinct blobs, per cache repository.
     pub layers: LayerCounts,
@@ -65,6 +66,7 @@ impl Summary {
             Status::Failed => self.failed,
             Status::Skipped => self.skipped,
             Status::Pending => self.pending,
+            Status::Retrying => self.retrying,
         }
     }
 
@@ -76,6 +78,7 @@ impl Summary {
             Status::Failed => &mut self.failed,
             Status::Skipped => &mut self.skipped,
             Status::Pending => &mut self.pending,
+            Status::Retrying => &mut self.retrying,
         }
     }
 }
@@ -216,6 +219,7 @@ fn outcome(
         message: None,
         hint: None,
         platforms: Vec::new(),
+        retry: None,
         rule_prefix: Some(repository.rule_prefix.clone()),
         retryable: false,
     };
@@ -406,6 +410,7 @@ fn not_planned(image: &PlannedImage) -> ImageOutcome {
         message: image.error.clone(),
         hint: Some(hint.to_string()),
         platforms: Vec::new(),
+        retry: None,
         rule_prefix: image.target.as_ref().map(|t| t.rule_prefix.clone()),
         // Listing upstream may work next time; a malformed entry will not.
         retryable: image

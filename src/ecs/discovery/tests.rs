@@ -179,7 +179,10 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 #[tokio::test]
 async fn every_service_of_every_cluster_over_pages_each_image_once() {
     let ecs = client(&account());
-    let discovered = discover(&ecs, &Scope::default(), None).await.unwrap();
+    let discovered = discover(&ecs, &Scope::default(), None)
+        .await
+        .unwrap()
+        .images;
     assert_eq!(
         found(&discovered),
         pairs(&[
@@ -208,7 +211,7 @@ async fn families_add_their_latest_active_revision() {
         families: true,
         clusters: vec!["staging".into()],
     };
-    let discovered = discover(&ecs, &scope, None).await.unwrap();
+    let discovered = discover(&ecs, &scope, None).await.unwrap().images;
     assert_eq!(
         found(&discovered),
         pairs(&[
@@ -222,6 +225,35 @@ async fn families_add_their_latest_active_revision() {
             ),
             ("HOST/docker-hub/library/alpine:3.20", "ecs-family:batch:12"),
         ])
+    );
+}
+
+#[tokio::test]
+async fn a_task_definition_that_cannot_be_described_is_its_own_error() {
+    // web:7, which prod's web still drains, was deregistered and deleted.
+    let gone = mock!(aws_sdk_ecs::Client::describe_task_definition)
+        .match_requests(|req| req.task_definition().is_some_and(|t| t.ends_with("web:7")))
+        .then_error(|| {
+            aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionError::ClientException(
+                aws_sdk_ecs::types::error::ClientException::builder()
+                    .message("Unable to describe task definition.")
+                    .build(),
+            )
+        });
+    let mut rules = account();
+    rules.insert(0, gone);
+    let ecs = client(&rules);
+    let discovery = discover(&ecs, &Scope::default(), None).await.unwrap();
+    let images: Vec<(String, String)> = found(&discovery.images);
+    assert_eq!(images.len(), 3, "every other image is found: {images:?}");
+    assert!(!images
+        .iter()
+        .any(|(image, _)| image.ends_with("nginx:1.27")));
+    assert_eq!(discovery.failures.len(), 1);
+    let text = discovery.failures[0].to_string();
+    assert!(
+        text.starts_with("ECS DescribeTaskDefinition failed for task definition web:7: "),
+        "{text}"
     );
 }
 

@@ -72,6 +72,7 @@ async fn says_imported_refreshed_unchanged_failed_and_keeps_input_order() {
             failed: 3,
             skipped: 0,
             pending: 0,
+            retrying: 0,
             duration_ms: report.summary.duration_ms,
             // Four images pulled, with a config and two layers each.
             layers: LayerCounts {
