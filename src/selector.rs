@@ -9,9 +9,13 @@
 //! never a selector, so every list that worked before reads the same.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
-use regex::{Regex, RegexBuilder};
+// Bytes rather than text: tags are ASCII, and only the bytes API compiles
+// `.` and classes without Unicode, which costs a fraction of the memory.
+use regex::bytes::{Regex, RegexBuilder};
 use semver::{Version, VersionReq};
 use serde::Deserialize;
 use thiserror::Error;
@@ -23,8 +27,15 @@ const DEFAULT_NEWEST: usize = 1;
 /// Each selected tag is warmed like a listed image: a cap keeps one entry from
 /// turning into thousands of pulls.
 const MAX_NEWEST: usize = 100;
-/// Lists are untrusted input: a pattern may not compile into more than this.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Lists are untrusted input: a pattern may not compile into more than this
+/// (`^[a-z0-9._-]{1,128}$`, as long as a tag can be, takes about half).
+const REGEX_SIZE_LIMIT: usize = 64 << 10;
+/// The lazy DFA's cache per pattern; past it, matching falls back to slower
+/// engines rather than take more.
+const REGEX_DFA_SIZE_LIMIT: usize = 256 << 10;
+/// Compiled patterns kept for entries that repeat them; beyond this many
+/// distinct ones, each compiles on its own.
+const CACHED_PATTERNS: usize = 1024;
 /// Docker caps a normalized name at 255 characters, and normalizing shortens a
 /// written name by at most `index.` (six), so no longer prefix can be a name.
 const WRITTEN_NAME_MAX_LEN: usize = 261;
@@ -228,14 +239,15 @@ impl Selector {
     }
 
     fn selects(&self, tag: &str) -> bool {
-        if self.exclude.as_ref().is_some_and(|re| re.is_match(tag)) {
+        let matches = |re: &Regex| re.is_match(tag.as_bytes());
+        if self.exclude.as_ref().is_some_and(matches) {
             return false;
         }
         let version = TagVersion::parse(tag);
         // With a pattern, the pattern decides which suffixes are wanted;
         // without one, only releases are.
         let wanted = match &self.matching {
-            Some(re) => re.is_match(tag),
+            Some(re) => matches(re),
             None => version.is_some_and(|v| v.release),
         };
         match &self.range {
@@ -472,22 +484,61 @@ fn parse_newest(value: &str) -> Option<usize> {
 }
 
 fn compile_regex(key: &'static str, pattern: &str, entry: &str) -> Result<Regex, SelectorError> {
+    compiled(pattern).map_err(|reason| SelectorError::Regex {
+        key,
+        pattern: pattern.to_string(),
+        entry: entry.to_string(),
+        reason,
+    })
+}
+
+/// Patterns compiled so far, and why those that do not compile do not: a
+/// list often repeats one pattern over many entries, and a batch of SQS
+/// messages repeats whole lists.
+static COMPILED: LazyLock<Mutex<HashMap<String, Result<Regex, String>>>> =
+    LazyLock::new(Mutex::default);
+
+/// The pattern compiled, or why it is refused. A clone of a compiled
+/// pattern shares its program.
+fn compiled(pattern: &str) -> Result<Regex, String> {
+    let cache = || COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = cache().get(pattern) {
+        return known.clone();
+    }
+    let result = compile(pattern);
+    let mut cache = cache();
+    if cache.len() < CACHED_PATTERNS {
+        cache.insert(pattern.to_string(), result.clone());
+    }
+    result
+}
+
+fn compile(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(pattern)
+        .unicode(false)
         .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
         .build()
-        .map_err(|error| {
-            // The full message draws a caret under the pattern over several
-            // lines, which a one-line log entry garbles: keep its last line.
-            let message = error.to_string();
-            let last = message.lines().last().unwrap_or_default();
-            SelectorError::Regex {
-                key,
-                pattern: pattern.to_string(),
-                entry: entry.to_string(),
-                reason: last
-                    .trim_start_matches("error: ")
-                    .trim_end_matches('.')
-                    .to_string(),
+        .map_err(|error| match error {
+            regex::Error::CompiledTooBig(limit) => format!(
+                "it compiles to more than {} KiB, the size limit of a pattern (each count of \
+                 a repetition such as \\w{{20}} is one more copy)",
+                limit >> 10
+            ),
+            error => {
+                // The full message draws a caret under the pattern over
+                // several lines, which a one-line log entry garbles: keep
+                // its last line.
+                let message = error.to_string();
+                let last = message.lines().last().unwrap_or_default();
+                let reason = last.trim_start_matches("error: ").trim_end_matches('.');
+                match reason {
+                    "Unicode not allowed here" => format!(
+                        "{reason}: tags are ASCII, so patterns are read without Unicode \
+                         classes; write the characters out, e.g. [a-z] for \\p{{Ll}}"
+                    ),
+                    _ => reason.to_string(),
+                }
             }
         })
 }

@@ -751,7 +751,7 @@ proptest! {
             prop_assert!(selection.len() <= selector.newest());
             for tag in &selection {
                 prop_assert!(tags.iter().any(|t| t == tag));
-                prop_assert!(!selector.exclude.as_ref().is_some_and(|re| re.is_match(tag)));
+                prop_assert!(!selector.exclude.as_ref().is_some_and(|re| re.is_match(tag.as_bytes())));
             }
             for pair in selection.windows(2) {
                 let (a, b) = ((TagVersion::parse(pair[0]), pair[0]), (TagVersion::parse(pair[1]), pair[1]));
@@ -781,4 +781,49 @@ proptest! {
             ["1.27.3-alpine", "1.27.2-alpine", "1.27.1-alpine"]
         );
     }
+}
+
+#[test]
+fn patterns_read_tags_as_ascii() {
+    let tags = tags(NGINX_TAGS);
+    let select = |entry: &str| parsed(entry).select(&tags);
+    // Classes of a thousand Unicode ranges would not fit the size limit.
+    assert_eq!(
+        select(r"nginx:match=^\w{1,40}\.\d+\.\d+-\w{6}$ newest=2"),
+        ["1.27.3-alpine", "1.27.2-alpine"]
+    );
+    assert_eq!(
+        select(r"nginx:match=^\w{200}$|^\d\.\d+$ newest=2"),
+        ["1.27", "1.26"]
+    );
+    assert_eq!(select(r"nginx:~1.27 match=(?i)ALPINE$"), ["1.27.3-alpine"]);
+    assert_eq!(
+        select(r"nginx:~1.27 match=^1\.27\..*-slim$"),
+        ["1.27.3-alpine-slim"]
+    );
+    assert_eq!(
+        select(r"nginx:~1.26 exclude=\b0$ newest=9"),
+        ["1.26.3", "1.26.2", "1.26.1"]
+    );
+}
+
+#[test]
+fn a_pattern_too_big_or_of_unicode_classes_says_why() {
+    let message = error(r"nginx:match=(\w{40}){40}").to_string();
+    for expected in [
+        r#""(\\w{40}){40}" in match="#,
+        "more than 64 KiB",
+        "size limit",
+    ] {
+        assert!(message.contains(expected), "{expected:?} in {message}");
+    }
+    let message = error(r"nginx:exclude=\p{Greek} newest=2").to_string();
+    for expected in [r#""\\p{Greek}" in exclude="#, "tags are ASCII", "[a-z]"] {
+        assert!(message.contains(expected), "{expected:?} in {message}");
+    }
+    // Refused again, the same way, when the pattern comes back.
+    assert_eq!(
+        error(r"nginx:exclude=\p{Greek} newest=2").to_string(),
+        message
+    );
 }
