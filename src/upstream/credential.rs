@@ -1,38 +1,91 @@
-//! The credential of a pull-through cache rule, for listing its upstream's
-//! tags: the Secrets Manager secret of the rule's `credentialArn`, with the
-//! keys `username` and `accessToken`, as ECR itself reads it. Each secret is
-//! read at most once per run, and its value never leaves the [`Login`].
+//! The credential of a pull-through cache rule, for asking its upstream
+//! directly: the Secrets Manager secret of the rule's `credentialArn`, with
+//! the keys `username` and `accessToken`, as ECR itself reads it. A secret
+//! read is kept for a while (15 minutes: a token rotated since is picked up
+//! soon after); a read that failed is not kept, so the next call reads again.
+//! A secret's value never leaves the [`Login`].
 
 use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use thiserror::Error;
-use tokio::sync::OnceCell;
 
-use super::tags::Login;
 use crate::aws::describe_error;
 use crate::rules::Rule;
 
-/// Reads rules' secrets, once each.
+/// How long a secret read is used before it is read again.
+const KEPT_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// A username and secret for an upstream registry; Debug prints neither.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Login {
+    pub username: String,
+    pub secret: String,
+}
+
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Login")
+            .field("username", &"<redacted>")
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where the login for a rule's upstream comes from.
+pub trait LoginSource: Send + Sync {
+    /// The login of a rule, or none to ask anonymously. The read ends by
+    /// `deadline`.
+    fn login(
+        &self,
+        rule: &Rule,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<Option<Arc<Login>>, CredentialError>> + Send;
+}
+
+/// Every upstream asked anonymously.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Anonymous;
+
+impl LoginSource for Anonymous {
+    async fn login(
+        &self,
+        _: &Rule,
+        _: Option<Instant>,
+    ) -> Result<Option<Arc<Login>>, CredentialError> {
+        Ok(None)
+    }
+}
+
+/// Reads rules' secrets, and keeps what was read for a while.
 #[derive(Default)]
 pub struct Credentials {
     secrets: Option<aws_sdk_secretsmanager::Client>,
-    read: Mutex<HashMap<String, Arc<OnceCell<Read>>>>,
+    /// One slot per secret: concurrent logins wait for one read.
+    read: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Kept>>>>>,
 }
 
-/// A secret as read: the login, or why there is none.
-type Read = Result<Arc<Login>, CredentialError>;
+/// A login as read, and when.
+struct Kept {
+    login: Arc<Login>,
+    read_at: tokio::time::Instant,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CredentialError {
     #[error(
-        "cannot read the credential of rule {rule} ({arn}): {reason}. Allow the caller \
-         secretsmanager:GetSecretValue on it (and kms:Decrypt when the secret has its own key)"
+        "cannot read the credential of rule {rule} ({arn}): {reason}. {}",
+        read_hint(*.retryable)
     )]
     Read {
         rule: String,
         arn: String,
         reason: String,
+        retryable: bool,
     },
     #[error(
         "the credential of rule {rule} ({arn}) is not usable: {reason}. A pull-through cache \
@@ -43,6 +96,33 @@ pub enum CredentialError {
         arn: String,
         reason: String,
     },
+    #[error(
+        "the deadline passed before the credential of rule {rule} ({arn}) was read: give the \
+         run more time"
+    )]
+    Deadline { rule: String, arn: String },
+}
+
+fn read_hint(retryable: bool) -> &'static str {
+    match retryable {
+        true => "This may pass: it is read again at the next attempt",
+        false => {
+            "Allow the caller secretsmanager:GetSecretValue on it (and kms:Decrypt when the \
+             secret has its own key)"
+        }
+    }
+}
+
+impl CredentialError {
+    /// Whether reading again later could succeed without anything being
+    /// changed: throttling, faults of the service, the network, the deadline.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CredentialError::Read { retryable, .. } => *retryable,
+            CredentialError::Shape { .. } => false,
+            CredentialError::Deadline { .. } => true,
+        }
+    }
 }
 
 impl Credentials {
@@ -57,18 +137,41 @@ impl Credentials {
     /// The login of a rule: none when it pulls anonymously, is not known to
     /// have a secret (a rule given with `--rule`), or has an IAM role
     /// (`customRoleArn`) rather than a secret.
-    pub async fn login(&self, rule: &Rule) -> Result<Option<Arc<Login>>, CredentialError> {
+    pub async fn login(
+        &self,
+        rule: &Rule,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Arc<Login>>, CredentialError> {
         let (Some(arn), Some(secrets)) = (rule.credential().secret_arn(), &self.secrets) else {
             return Ok(None);
         };
-        let cell = {
+        let slot = {
             let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
             Arc::clone(read.entry(arn.to_string()).or_default())
         };
-        cell.get_or_init(|| read_secret(secrets, rule, arn))
-            .await
-            .clone()
-            .map(Some)
+        let mut slot = slot.lock().await;
+        if let Some(kept) = slot
+            .as_ref()
+            .filter(|kept| kept.read_at.elapsed() < KEPT_FOR)
+        {
+            return Ok(Some(Arc::clone(&kept.login)));
+        }
+        let login = read_secret(secrets, rule, arn, deadline).await?;
+        *slot = Some(Kept {
+            login: Arc::clone(&login),
+            read_at: tokio::time::Instant::now(),
+        });
+        Ok(Some(login))
+    }
+}
+
+impl LoginSource for Credentials {
+    async fn login(
+        &self,
+        rule: &Rule,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Arc<Login>>, CredentialError> {
+        Credentials::login(self, rule, deadline).await
     }
 }
 
@@ -76,17 +179,34 @@ async fn read_secret(
     secrets: &aws_sdk_secretsmanager::Client,
     rule: &Rule,
     arn: &str,
+    deadline: Option<Instant>,
 ) -> Result<Arc<Login>, CredentialError> {
-    let answer = secrets
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|error| CredentialError::Read {
+    let past_deadline = || CredentialError::Deadline {
+        rule: rule.to_string(),
+        arn: arn.to_string(),
+    };
+    let left = match deadline {
+        Some(deadline) => deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or_else(past_deadline)?,
+        None => Duration::MAX,
+    };
+    let call = secrets.get_secret_value().secret_id(arn).send();
+    let answer = match tokio::time::timeout(left, call).await {
+        Err(_) => return Err(past_deadline()),
+        Ok(answer) => answer,
+    };
+    let answer = answer.map_err(|error| {
+        let code = error.as_service_error().and_then(|e| e.code());
+        CredentialError::Read {
             rule: rule.to_string(),
             arn: arn.to_string(),
             reason: describe_error(&error),
-        })?;
+            retryable: crate::retry::is_retryable(&error, code)
+                || code == Some("InternalServiceError"),
+        }
+    })?;
     let shape = |reason: &str| CredentialError::Shape {
         rule: rule.to_string(),
         arn: arn.to_string(),
@@ -159,7 +279,10 @@ mod tests {
         let client = mock_client!(aws_sdk_secretsmanager, [&secret]);
         let credentials = Credentials::new(Some(client));
         let rule = discovered_rule(ARN).await;
-        let (first, second) = tokio::join!(credentials.login(&rule), credentials.login(&rule));
+        let (first, second) = tokio::join!(
+            credentials.login(&rule, None),
+            credentials.login(&rule, None)
+        );
         let login = first.unwrap().unwrap();
         assert_eq!(login.username, "warmer");
         assert_eq!(login.secret, TOKEN);
@@ -172,14 +295,14 @@ mod tests {
     async fn rules_without_a_secret_are_listed_anonymously() {
         let credentials = Credentials::new(None);
         let rule = discovered_rule(ARN).await;
-        assert_eq!(credentials.login(&rule).await, Ok(None));
+        assert_eq!(credentials.login(&rule, None).await, Ok(None));
         let given = Rule::parse("docker-hub=registry-1.docker.io").unwrap();
         let secret = mock!(aws_sdk_secretsmanager::Client::get_secret_value)
             .then_output(|| GetSecretValueOutput::builder().build());
         let credentials = Credentials::new(Some(mock_client!(aws_sdk_secretsmanager, [&secret])));
-        assert_eq!(credentials.login(&given).await, Ok(None));
+        assert_eq!(credentials.login(&given, None).await, Ok(None));
         let role = discovered_rule("arn:aws:iam::123456789012:role/upstream-ecr").await;
-        assert_eq!(credentials.login(&role).await, Ok(None));
+        assert_eq!(credentials.login(&role, None).await, Ok(None));
         assert_eq!(secret.num_calls(), 0);
     }
 
@@ -195,7 +318,11 @@ mod tests {
         });
         let credentials = Credentials::new(Some(mock_client!(aws_sdk_secretsmanager, [&denied])));
         let rule = discovered_rule(ARN).await;
-        let error = credentials.login(&rule).await.unwrap_err().to_string();
+        let error = credentials
+            .login(&rule, None)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("AccessDeniedException") && error.contains(ARN),
             "{error}"
@@ -224,7 +351,7 @@ mod tests {
                 });
             let credentials =
                 Credentials::new(Some(mock_client!(aws_sdk_secretsmanager, [&secret])));
-            let error = credentials.login(&rule).await.unwrap_err();
+            let error = credentials.login(&rule, None).await.unwrap_err();
             let text = error.to_string();
             assert!(text.contains(reason), "{text}");
             assert!(text.contains("\"accessToken\": \"...\""), "{text}");

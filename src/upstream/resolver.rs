@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::credential::Credentials;
-use super::tags::{TagLister, TagsError};
+use super::credential::{Credentials, LoginSource};
+use super::error::RegistryError;
+use super::registry::{HttpRegistry, Registry};
 use crate::plan::{PlanFailure, PlannedImage};
 use crate::rules::Rules;
 use crate::selector::{self, Selector};
@@ -21,9 +22,10 @@ const CONCURRENCY: usize = 8;
 /// The newest tags named when a selector selects none.
 const SHOWN_TAGS: usize = 8;
 
-pub struct Resolver {
-    lister: TagLister,
-    credentials: Credentials,
+/// Resolves with a [`Registry`] to list tags on, and the rules' logins.
+pub struct Resolver<R = HttpRegistry, L = Credentials> {
+    registry: R,
+    credentials: L,
 }
 
 /// A repository upstream: its registry as references name it, and its path.
@@ -36,10 +38,10 @@ struct Unlisted {
     retryable: bool,
 }
 
-impl Resolver {
-    pub fn new(lister: TagLister, credentials: Credentials) -> Resolver {
+impl<R: Registry, L: LoginSource> Resolver<R, L> {
+    pub fn new(registry: R, credentials: L) -> Resolver<R, L> {
         Resolver {
-            lister,
+            registry,
             credentials,
         }
     }
@@ -106,17 +108,17 @@ impl Resolver {
         let login = match rules.map(repository) {
             Ok(mapping) => self
                 .credentials
-                .login(mapping.rule)
+                .login(mapping.rule, deadline)
                 .await
                 .map_err(|error| Unlisted {
                     message: error.to_string(),
-                    retryable: false,
+                    retryable: error.is_retryable(),
                 })?,
             Err(_) => None,
         };
         let listed = self
-            .lister
-            .list(
+            .registry
+            .tags(
                 repository.registry(),
                 repository.repository(),
                 login.as_deref(),
@@ -133,7 +135,7 @@ impl Resolver {
                 tracing::warn!(repository = %repository.name(), %error, "cannot list upstream")
             }
         }
-        listed.map_err(|error: TagsError| Unlisted {
+        listed.map_err(|error: RegistryError| Unlisted {
             retryable: error.is_retryable(),
             message: error.to_string(),
         })
@@ -226,6 +228,7 @@ fn select(
 mod tests {
     use super::*;
     use crate::upstream::endpoints::Endpoints;
+    use crate::upstream::tags::TagLister;
     use crate::upstream::test_server::{Reply, TestServer};
 
     /// An anonymous registry with nginx's releases, and no other repository.
