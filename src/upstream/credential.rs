@@ -185,17 +185,18 @@ async fn read_secret(
         rule: rule.to_string(),
         arn: arn.to_string(),
     };
-    let left = match deadline {
-        Some(deadline) => deadline
-            .checked_duration_since(Instant::now())
-            .filter(|left| !left.is_zero())
-            .ok_or_else(past_deadline)?,
-        None => Duration::MAX,
-    };
     let call = secrets.get_secret_value().secret_id(arn).send();
-    let answer = match tokio::time::timeout(left, call).await {
-        Err(_) => return Err(past_deadline()),
-        Ok(answer) => answer,
+    let answer = match deadline {
+        None => call.await,
+        Some(deadline) => {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|left| !left.is_zero())
+                .ok_or_else(past_deadline)?;
+            tokio::time::timeout(left, call)
+                .await
+                .map_err(|_| past_deadline())?
+        }
     };
     let answer = answer.map_err(|error| {
         let code = error.as_service_error().and_then(|e| e.code());
@@ -236,10 +237,11 @@ async fn read_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_secretsmanager::config::retry::RetryConfig;
     use aws_sdk_secretsmanager::operation::get_secret_value::{
         GetSecretValueError, GetSecretValueOutput,
     };
-    use aws_smithy_mocks::{mock, mock_client};
+    use aws_smithy_mocks::{mock, mock_client, Rule as MockRule, RuleMode};
 
     const ARN: &str =
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-AbCdEf";
@@ -357,5 +359,114 @@ mod tests {
             assert!(text.contains("\"accessToken\": \"...\""), "{text}");
             assert!(!text.contains(TOKEN) && !format!("{error:?}").contains(TOKEN));
         }
+    }
+
+    /// A client that leaves retries to the caller, as each read is tried
+    /// once per call here.
+    fn client(rule: &MockRule) -> aws_sdk_secretsmanager::Client {
+        mock_client!(
+            aws_sdk_secretsmanager,
+            RuleMode::Sequential,
+            [rule],
+            |config| { config.retry_config(RetryConfig::disabled()) }
+        )
+    }
+
+    fn secret() -> GetSecretValueOutput {
+        GetSecretValueOutput::builder()
+            .secret_string(format!(
+                r#"{{"username": "warmer", "accessToken": "{TOKEN}"}}"#
+            ))
+            .build()
+    }
+
+    fn failure(code: &str, message: &str) -> GetSecretValueError {
+        GetSecretValueError::generic(
+            aws_sdk_secretsmanager::error::ErrorMetadata::builder()
+                .code(code)
+                .message(message)
+                .build(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_read_that_failed_is_retryable_when_it_may_pass_and_is_read_again() {
+        let reads = mock!(aws_sdk_secretsmanager::Client::get_secret_value)
+            .sequence()
+            .error(|| failure("ThrottlingException", "Rate exceeded"))
+            .http_status(503, None)
+            .output(secret)
+            .build();
+        let credentials = Credentials::new(Some(client(&reads)));
+        let rule = discovered_rule(ARN).await;
+
+        let throttled = credentials.login(&rule, None).await.unwrap_err();
+        assert!(throttled.is_retryable(), "{throttled}");
+        let message = throttled.to_string();
+        assert!(
+            message.contains("ThrottlingException") && message.contains("read again"),
+            "{message}"
+        );
+        let unavailable = credentials.login(&rule, None).await.unwrap_err();
+        assert!(unavailable.is_retryable(), "{unavailable}");
+
+        let login = credentials.login(&rule, None).await.unwrap().unwrap();
+        assert_eq!(login.secret, TOKEN);
+        assert_eq!(reads.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_read_is_not_retryable_and_not_kept_either() {
+        let reads = mock!(aws_sdk_secretsmanager::Client::get_secret_value)
+            .sequence()
+            .error(|| failure("AccessDeniedException", "not authorized"))
+            .output(secret)
+            .build();
+        let credentials = Credentials::new(Some(client(&reads)));
+        let rule = discovered_rule(ARN).await;
+        let denied = credentials.login(&rule, None).await.unwrap_err();
+        assert!(!denied.is_retryable(), "{denied}");
+        // The permission, since granted, works without a new sandbox.
+        let login = credentials.login(&rule, None).await.unwrap().unwrap();
+        assert_eq!(login.username, "warmer");
+        assert_eq!(reads.num_calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_is_kept_for_15_minutes_then_read_again() {
+        let reads = mock!(aws_sdk_secretsmanager::Client::get_secret_value)
+            .sequence()
+            .output(secret)
+            .repeatedly()
+            .build();
+        let credentials = Credentials::new(Some(client(&reads)));
+        let rule = discovered_rule(ARN).await;
+        let first = credentials.login(&rule, None).await.unwrap().unwrap();
+        tokio::time::advance(Duration::from_secs(14 * 60)).await;
+        let kept = credentials.login(&rule, None).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &kept));
+        assert_eq!(reads.num_calls(), 1);
+        tokio::time::advance(Duration::from_secs(2 * 60)).await;
+        let read_again = credentials.login(&rule, None).await.unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&first, &read_again));
+        assert_eq!(reads.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn no_read_starts_after_the_deadline() {
+        let reads = mock!(aws_sdk_secretsmanager::Client::get_secret_value).then_output(secret);
+        let credentials = Credentials::new(Some(client(&reads)));
+        let rule = discovered_rule(ARN).await;
+        let error = credentials
+            .login(&rule, Some(Instant::now()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, CredentialError::Deadline { .. }),
+            "{error:?}"
+        );
+        assert!(error.is_retryable());
+        assert!(error.to_string().contains(ARN), "{error}");
+        assert_eq!(reads.num_calls(), 0);
     }
 }
