@@ -133,11 +133,13 @@ impl Credentials {
             read: Mutex::default(),
         }
     }
+}
 
-    /// The login of a rule: none when it pulls anonymously, is not known to
-    /// have a secret (a rule given with `--rule`), or has an IAM role
-    /// (`customRoleArn`) rather than a secret.
-    pub async fn login(
+impl LoginSource for Credentials {
+    /// None when the rule pulls anonymously, is not known to have a secret
+    /// (a rule given with `--rule`), or has an IAM role (`customRoleArn`)
+    /// rather than a secret.
+    async fn login(
         &self,
         rule: &Rule,
         deadline: Option<Instant>,
@@ -162,16 +164,6 @@ impl Credentials {
             read_at: tokio::time::Instant::now(),
         });
         Ok(Some(login))
-    }
-}
-
-impl LoginSource for Credentials {
-    async fn login(
-        &self,
-        rule: &Rule,
-        deadline: Option<Instant>,
-    ) -> Result<Option<Arc<Login>>, CredentialError> {
-        Credentials::login(self, rule, deadline).await
     }
 }
 

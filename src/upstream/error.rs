@@ -53,7 +53,7 @@ pub enum Problem {
     },
     #[error("{0}: this is not a registry API v2 answer; check the registry's name and its upstream endpoint URL")]
     Protocol(String),
-    #[error("{request} answered more than {} KiB, the most read of {what}: this is not a registry API v2 answer; check the registry's name and its upstream endpoint URL", .limit >> 10)]
+    #[error("{request} answered more than {}, the most read of {what}: this is not a registry API v2 answer; check the registry's name and its upstream endpoint URL", size(*.limit))]
     TooLarge {
         request: String,
         what: &'static str,
@@ -118,4 +118,12 @@ fn tried(attempts: u32, retry_after: Option<u64>) -> String {
         note += &format!(", Retry-After {seconds} s");
     }
     note
+}
+
+/// "8 MiB", "64 KiB".
+fn size(bytes: usize) -> String {
+    match bytes {
+        bytes if bytes >= 1 << 20 && bytes % (1 << 20) == 0 => format!("{} MiB", bytes >> 20),
+        bytes => format!("{} KiB", bytes >> 10),
+    }
 }

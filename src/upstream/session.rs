@@ -253,7 +253,10 @@ impl<'a> Session<'a> {
     pub fn check(&self, answer: Answer) -> Result<Answer, Problem> {
         match answer.status {
             status if status.is_success() => Ok(answer),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.refused(&answer)),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let origin = answer.url.origin().ascii_serialization();
+                Err(self.refused(&answer, self.login_for(&origin)))
+            }
             status
                 if status == StatusCode::NOT_FOUND
                     || matches!(
@@ -326,13 +329,12 @@ impl<'a> Session<'a> {
         )
     }
 
-    /// The registry refused this login, or anonymous access.
-    pub fn refused(&self, answer: &Answer) -> Problem {
+    /// The registry refused what went with the request: the login (or a
+    /// token got with it), or nothing.
+    fn refused(&self, answer: &Answer, login: Option<&Login>) -> Problem {
         Problem::Unauthorized {
             answer: answer.describe(),
-            anonymous: self
-                .login_for(&answer.url.origin().ascii_serialization())
-                .is_none(),
+            anonymous: login.is_none(),
         }
     }
 
@@ -360,7 +362,7 @@ impl<'a> Session<'a> {
                     .insert(origin, Credential::Basic(login.clone()));
                 Ok(())
             }
-            _ => Err(self.refused(refused)),
+            _ => Err(self.refused(refused, self.login_for(&origin))),
         }
     }
 
@@ -402,7 +404,9 @@ impl<'a> Session<'a> {
             .await?;
         match answer.status {
             status if status.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(self.refused(&answer)),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(self.refused(&answer, login))
+            }
             _ => return Err(Problem::Protocol(answer.describe())),
         }
         // serde's message could quote the body, which holds the token.

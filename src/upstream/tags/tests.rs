@@ -641,7 +641,7 @@ async fn a_page_larger_than_its_cap_is_refused_without_being_read_whole() {
     let error = list(&server, None).await.unwrap_err();
     assert_eq!(error.kind(), "too-large");
     let message = error.to_string();
-    for expected in ["GET http://", "more than 8192 KiB", "a tags page"] {
+    for expected in ["GET http://", "more than 8 MiB", "a tags page"] {
         assert!(message.contains(expected), "{expected:?} in {message}");
     }
     assert!(
@@ -745,4 +745,28 @@ async fn a_token_serves_later_calls_until_it_expires() {
             .unwrap();
     }
     assert_eq!(server.requests_for("/token").len(), 2);
+}
+
+#[tokio::test]
+async fn a_login_refused_by_a_realm_elsewhere_says_to_check_the_credential() {
+    // Docker Hub's realm is auth.docker.io, not the registry's own host.
+    let realm = TestServer::start(|_: &Request| {
+        Reply::json(401, r#"{"details":"incorrect username or password"}"#)
+    })
+    .await;
+    let challenge = format!(
+        r#"Bearer realm="{}/token",service="registry.docker.io""#,
+        realm.url
+    );
+    let server = TestServer::start(move |_: &Request| {
+        Reply::json(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#)
+            .header("WWW-Authenticate", &challenge)
+    })
+    .await;
+    let error = list(&server, Some(&login())).await.unwrap_err();
+    assert_eq!(error.kind(), "unauthorized");
+    let message = error.to_string();
+    assert!(message.contains("check the credential"), "{message}");
+    assert!(!message.contains("anonymously"), "{message}");
+    assert_eq!(realm.requests()[0].header("authorization"), Some(BASIC));
 }
