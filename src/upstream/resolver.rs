@@ -227,6 +227,7 @@ fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::credential::{Anonymous, CredentialError};
     use crate::upstream::endpoints::Endpoints;
     use crate::upstream::tags::TagLister;
     use crate::upstream::test_server::{Reply, TestServer};
@@ -338,5 +339,85 @@ mod tests {
         assert!(server
             .requests_for("/v2/ghcr.io/org/app/tags/list")
             .is_empty());
+    }
+
+    /// A registry without HTTP: nginx's tags, and a count of listings.
+    #[derive(Default)]
+    struct Listed {
+        listings: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Registry for Listed {
+        async fn tags(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&crate::upstream::credential::Login>,
+            _: Option<Instant>,
+        ) -> Result<Vec<String>, RegistryError> {
+            self.listings
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(vec!["1.27.3".into(), "1.27.4".into()])
+        }
+
+        async fn manifest_head(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: Option<&crate::upstream::credential::Login>,
+            _: Option<Instant>,
+        ) -> Result<crate::upstream::manifest::ManifestHead, RegistryError> {
+            unreachable!("resolving reads no manifest")
+        }
+    }
+
+    /// Secrets Manager throttling every read.
+    struct Throttled;
+
+    impl LoginSource for Throttled {
+        async fn login(
+            &self,
+            rule: &crate::rules::Rule,
+            _: Option<Instant>,
+        ) -> Result<Option<Arc<crate::upstream::credential::Login>>, CredentialError> {
+            Err(CredentialError::Read {
+                rule: rule.to_string(),
+                arn:
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub"
+                        .into(),
+                reason: "ThrottlingException: Rate exceeded".into(),
+                retryable: true,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn any_registry_and_login_source_resolve_a_plan() {
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
+        let resolver = Resolver::new(Listed::default(), Anonymous);
+        let resolved = resolver
+            .resolve(plan(&["nginx:~1.27"], &rules), &rules, None)
+            .await;
+        assert_eq!(resolved[0].input, "nginx:1.27.4");
+        assert_eq!(resolver.registry.listings.into_inner(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_credential_read_that_may_pass_leaves_the_selector_retryable() {
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
+        let resolver = Resolver::new(Listed::default(), Throttled);
+        let resolved = resolver
+            .resolve(plan(&["nginx:~1.27"], &rules), &rules, None)
+            .await;
+        let failure = resolved[0].failure.as_ref().unwrap();
+        assert_eq!(failure.code, "UpstreamTagsUnavailable");
+        assert!(failure.retryable, "a throttled read is tried again later");
+        assert!(resolved[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("ThrottlingException"));
+        assert_eq!(resolver.registry.listings.into_inner(), 0);
     }
 }
