@@ -47,6 +47,11 @@ const TOKEN_ANSWER: Cap = Cap {
 /// What is kept of a refusal or a fault, for its message.
 const ERROR_BODY_LIMIT: usize = 64 << 10;
 
+/// A token without `expires_in` lasts 60 s (distribution's token spec).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// A token is not sent in its last seconds, when it may expire on the way.
+const TOKEN_MARGIN: Duration = Duration::from_secs(5);
+
 /// The most of a body read for one purpose, named for the message when a
 /// body runs over it.
 #[derive(Debug, Clone, Copy)]
@@ -54,10 +59,6 @@ pub struct Cap {
     pub bytes: usize,
     pub what: &'static str,
 }
-/// A token without `expires_in` lasts 60 s (distribution's token spec).
-const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
-/// A token is not sent in its last seconds, when it may expire on the way.
-const TOKEN_MARGIN: Duration = Duration::from_secs(5);
 
 /// A username and secret for an upstream registry, or a token: what goes
 /// with a request to one origin.
