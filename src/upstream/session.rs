@@ -375,14 +375,7 @@ impl<'a> Session<'a> {
                 "the Bearer challenge from {challenged} has no realm"
             ))
         })?;
-        let mut url = challenged.join(realm).map_err(|error| {
-            Problem::Protocol(format!("the Bearer realm {realm:?} is not a URL: {error}"))
-        })?;
-        if challenged.scheme() == "https" && url.scheme() != "https" {
-            return Err(Problem::Insecure(format!(
-                "the Bearer realm {url} of {challenged} is not https"
-            )));
-        }
+        let mut url = realm_url(challenged, realm)?;
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = challenge.param("service") {
@@ -502,6 +495,20 @@ impl<'a> Session<'a> {
         tokio::time::sleep(retry_after.saturating_sub(started.elapsed())).await;
         true
     }
+}
+
+/// Where a challenge's realm is: https when the registry is, as the login
+/// may go there.
+pub fn realm_url(challenged: &Url, realm: &str) -> Result<Url, Problem> {
+    let url = challenged.join(realm).map_err(|error| {
+        Problem::Protocol(format!("the Bearer realm {realm:?} is not a URL: {error}"))
+    })?;
+    if challenged.scheme() == "https" && url.scheme() != "https" {
+        return Err(Problem::Insecure(format!(
+            "the Bearer realm {url} of {challenged} is not https"
+        )));
+    }
+    Ok(url)
 }
 
 fn apply(credential: Option<&Credential>, request: RequestBuilder) -> RequestBuilder {

@@ -770,3 +770,27 @@ async fn a_login_refused_by_a_realm_elsewhere_says_to_check_the_credential() {
     assert!(!message.contains("anonymously"), "{message}");
     assert_eq!(realm.requests()[0].header("authorization"), Some(BASIC));
 }
+
+#[test]
+fn a_realm_is_https_when_the_registry_is() {
+    let realm = |challenged: &str, realm: &str| {
+        session::realm_url(&url(challenged), realm).map(String::from)
+    };
+    let page = "https://registry-1.docker.io/v2/library/nginx/tags/list";
+    assert_eq!(
+        realm(page, "https://auth.docker.io/token").unwrap(),
+        "https://auth.docker.io/token"
+    );
+    assert_eq!(
+        realm(page, "/token").unwrap(),
+        "https://registry-1.docker.io/token"
+    );
+    let refused = realm(page, "http://auth.docker.io/token").unwrap_err();
+    assert_eq!(refused.kind(), "insecure");
+    assert!(
+        refused.to_string().contains("http://auth.docker.io/token"),
+        "{refused}"
+    );
+    let plain = "http://127.0.0.1:5000/v2/library/nginx/tags/list";
+    assert!(realm(plain, "http://127.0.0.1:5000/token").is_ok());
+}
