@@ -34,8 +34,9 @@ const REGEX_SIZE_LIMIT: usize = 64 << 10;
 /// engines rather than take more.
 const REGEX_DFA_SIZE_LIMIT: usize = 256 << 10;
 /// Compiled patterns kept for entries that repeat them; beyond this many
-/// distinct ones, each compiles on its own.
-const CACHED_PATTERNS: usize = 1024;
+/// distinct ones, each compiles on its own. Near the size limit a pattern
+/// keeps some 40 KiB, so the cache holds 10 MiB at most.
+const CACHED_PATTERNS: usize = 256;
 /// Docker caps a normalized name at 255 characters, and normalizing shortens a
 /// written name by at most `index.` (six), so no longer prefix can be a name.
 const WRITTEN_NAME_MAX_LEN: usize = 261;
