@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::credential::Credentials;
-use super::tags::{TagLister, TagsError};
+use super::credential::{Credentials, LoginSource};
+use super::error::RegistryError;
+use super::registry::{HttpRegistry, Registry};
 use crate::plan::{PlanFailure, PlannedImage};
 use crate::rules::Rules;
 use crate::selector::{self, Selector};
@@ -21,9 +22,10 @@ const CONCURRENCY: usize = 8;
 /// The newest tags named when a selector selects none.
 const SHOWN_TAGS: usize = 8;
 
-pub struct Resolver {
-    lister: TagLister,
-    credentials: Credentials,
+/// Resolves with a [`Registry`] to list tags on, and the rules' logins.
+pub struct Resolver<R = HttpRegistry, L = Credentials> {
+    registry: R,
+    credentials: L,
 }
 
 /// A repository upstream: its registry as references name it, and its path.
@@ -36,10 +38,10 @@ struct Unlisted {
     retryable: bool,
 }
 
-impl Resolver {
-    pub fn new(lister: TagLister, credentials: Credentials) -> Resolver {
+impl<R: Registry, L: LoginSource> Resolver<R, L> {
+    pub fn new(registry: R, credentials: L) -> Resolver<R, L> {
         Resolver {
-            lister,
+            registry,
             credentials,
         }
     }
@@ -106,17 +108,17 @@ impl Resolver {
         let login = match rules.map(repository) {
             Ok(mapping) => self
                 .credentials
-                .login(mapping.rule)
+                .login(mapping.rule, deadline)
                 .await
                 .map_err(|error| Unlisted {
                     message: error.to_string(),
-                    retryable: false,
+                    retryable: error.is_retryable(),
                 })?,
             Err(_) => None,
         };
         let listed = self
-            .lister
-            .list(
+            .registry
+            .tags(
                 repository.registry(),
                 repository.repository(),
                 login.as_deref(),
@@ -133,7 +135,7 @@ impl Resolver {
                 tracing::warn!(repository = %repository.name(), %error, "cannot list upstream")
             }
         }
-        listed.map_err(|error: TagsError| Unlisted {
+        listed.map_err(|error: RegistryError| Unlisted {
             retryable: error.is_retryable(),
             message: error.to_string(),
         })
@@ -225,7 +227,9 @@ fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::credential::{Anonymous, CredentialError};
     use crate::upstream::endpoints::Endpoints;
+    use crate::upstream::tags::TagLister;
     use crate::upstream::test_server::{Reply, TestServer};
 
     /// An anonymous registry with nginx's releases, and no other repository.
@@ -335,5 +339,85 @@ mod tests {
         assert!(server
             .requests_for("/v2/ghcr.io/org/app/tags/list")
             .is_empty());
+    }
+
+    /// A registry without HTTP: nginx's tags, and a count of listings.
+    #[derive(Default)]
+    struct Listed {
+        listings: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Registry for Listed {
+        async fn tags(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&crate::upstream::credential::Login>,
+            _: Option<Instant>,
+        ) -> Result<Vec<String>, RegistryError> {
+            self.listings
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(vec!["1.27.3".into(), "1.27.4".into()])
+        }
+
+        async fn manifest_head(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: Option<&crate::upstream::credential::Login>,
+            _: Option<Instant>,
+        ) -> Result<crate::upstream::manifest::ManifestHead, RegistryError> {
+            unreachable!("resolving reads no manifest")
+        }
+    }
+
+    /// Secrets Manager throttling every read.
+    struct Throttled;
+
+    impl LoginSource for Throttled {
+        async fn login(
+            &self,
+            rule: &crate::rules::Rule,
+            _: Option<Instant>,
+        ) -> Result<Option<Arc<crate::upstream::credential::Login>>, CredentialError> {
+            Err(CredentialError::Read {
+                rule: rule.to_string(),
+                arn:
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub"
+                        .into(),
+                reason: "ThrottlingException: Rate exceeded".into(),
+                retryable: true,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn any_registry_and_login_source_resolve_a_plan() {
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
+        let resolver = Resolver::new(Listed::default(), Anonymous);
+        let resolved = resolver
+            .resolve(plan(&["nginx:~1.27"], &rules), &rules, None)
+            .await;
+        assert_eq!(resolved[0].input, "nginx:1.27.4");
+        assert_eq!(resolver.registry.listings.into_inner(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_credential_read_that_may_pass_leaves_the_selector_retryable() {
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
+        let resolver = Resolver::new(Listed::default(), Throttled);
+        let resolved = resolver
+            .resolve(plan(&["nginx:~1.27"], &rules), &rules, None)
+            .await;
+        let failure = resolved[0].failure.as_ref().unwrap();
+        assert_eq!(failure.code, "UpstreamTagsUnavailable");
+        assert!(failure.retryable, "a throttled read is tried again later");
+        assert!(resolved[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("ThrottlingException"));
+        assert_eq!(resolver.registry.listings.into_inner(), 0);
     }
 }

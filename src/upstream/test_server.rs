@@ -1,7 +1,9 @@
 //! A small HTTP/1.1 server for tests on 127.0.0.1: one request per
 //! connection, answered by a handler and recorded.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// A request as the server received it.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub method: String,
     pub path: String,
     pub query: String,
     /// Names lowercased.
@@ -36,6 +39,15 @@ pub struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// The body written again and again after `body`, without a
+    /// Content-Length: a body larger than memory, or one that trickles.
+    repeat: Option<Repeat>,
+}
+
+struct Repeat {
+    chunk: String,
+    times: usize,
+    pause: Duration,
 }
 
 impl Reply {
@@ -44,7 +56,19 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: String::new(),
+            repeat: None,
         }
+    }
+
+    /// After the body, `chunk` `times` times, with `pause` before each; the
+    /// body then ends when the connection closes.
+    pub fn repeat(mut self, chunk: &str, times: usize, pause: Duration) -> Reply {
+        self.repeat = Some(Repeat {
+            chunk: chunk.into(),
+            times,
+            pause,
+        });
+        self
     }
 
     pub fn json(status: u16, body: &str) -> Reply {
@@ -67,6 +91,7 @@ impl Reply {
 pub struct TestServer {
     pub url: String,
     requests: Arc<Mutex<Vec<Request>>>,
+    written: Arc<AtomicUsize>,
 }
 
 type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
@@ -78,12 +103,24 @@ impl TestServer {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Handler = Arc::new(handler);
         let recorded = requests.clone();
+        let written = Arc::new(AtomicUsize::new(0));
+        let counted = written.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, handler.clone(), recorded.clone()));
+                let served = serve(stream, handler.clone(), recorded.clone(), counted.clone());
+                tokio::spawn(served);
             }
         });
-        TestServer { url, requests }
+        TestServer {
+            url,
+            requests,
+            written,
+        }
+    }
+
+    /// The bytes of bodies written so far, as far as the client took them.
+    pub fn body_bytes_written(&self) -> usize {
+        self.written.load(Ordering::Relaxed)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -97,7 +134,12 @@ impl TestServer {
     }
 }
 
-async fn serve(mut stream: TcpStream, handler: Handler, requests: Arc<Mutex<Vec<Request>>>) {
+async fn serve(
+    mut stream: TcpStream,
+    handler: Handler,
+    requests: Arc<Mutex<Vec<Request>>>,
+    written: Arc<AtomicUsize>,
+) {
     let mut head = Vec::new();
     let mut buffer = [0; 4096];
     while !head.windows(4).any(|window| window == b"\r\n\r\n") {
@@ -121,27 +163,44 @@ async fn serve(mut stream: TcpStream, handler: Handler, requests: Arc<Mutex<Vec<
     for (name, value) in &reply.headers {
         response += &format!("{name}: {value}\r\n");
     }
-    response += &format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-        reply.body.len(),
-        reply.body
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
+    let body = match request.method.as_str() {
+        "HEAD" => "",
+        _ => reply.body.as_str(),
+    };
+    if reply.repeat.is_none() {
+        response += &format!("Content-Length: {}\r\n", reply.body.len());
+    }
+    response += &format!("Connection: close\r\n\r\n{body}");
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    written.fetch_add(body.len(), Ordering::Relaxed);
+    if let Some(repeat) = reply.repeat.as_ref().filter(|_| request.method != "HEAD") {
+        for _ in 0..repeat.times {
+            if !repeat.pause.is_zero() {
+                tokio::time::sleep(repeat.pause).await;
+            }
+            if stream.write_all(repeat.chunk.as_bytes()).await.is_err() {
+                return;
+            }
+            written.fetch_add(repeat.chunk.len(), Ordering::Relaxed);
+        }
+    }
     let _ = stream.shutdown().await;
 }
 
 fn parse(head: &str, earlier: &[Request]) -> Request {
     let mut lines = head.split("\r\n");
-    let target = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .unwrap_or_default();
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let method = request_line.next().unwrap_or_default().to_string();
+    let target = request_line.next().unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let headers = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
     Request {
+        method,
         path: path.into(),
         query: query.into(),
         headers,
