@@ -3,3 +3,4 @@
 
 pub mod ecr;
 pub mod queue;
+pub mod upstream;

@@ -18,6 +18,3 @@ pub mod registry;
 pub mod resolver;
 mod session;
 pub mod tags;
-
-#[cfg(test)]
-mod test_server;

@@ -230,7 +230,7 @@ mod tests {
     use crate::upstream::credential::{Anonymous, CredentialError};
     use crate::upstream::endpoints::Endpoints;
     use crate::upstream::tags::TagLister;
-    use crate::upstream::test_server::{Reply, TestServer};
+    use crate::testing::upstream::{Reply, TestServer};
 
     /// An anonymous registry with nginx's releases, and no other repository.
     async fn registry() -> TestServer {
