@@ -27,7 +27,6 @@ pub mod retry;
 pub mod rules;
 pub mod s3;
 pub mod selector;
-pub mod settings;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod upstream;

@@ -10,8 +10,8 @@ use crate::ecs::{self, Discovered};
 use crate::list::ListEntry;
 use crate::plan::PlannedImage;
 use crate::rules::Rules;
-use crate::settings::WarmSettings;
 use crate::upstream::resolver::Resolver;
+use crate::warm::settings::WarmSettings;
 use crate::warm::{self, Report};
 
 /// What a warm needs, made once and lent to every run.

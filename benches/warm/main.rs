@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecr::types::ImageIdentifier;
 use ecr_cache_warmer::plan::{self, PlannedImage};
 use ecr_cache_warmer::rules::Rules;
-use ecr_cache_warmer::settings::WarmSettings;
+use ecr_cache_warmer::warm::settings::WarmSettings;
 use ecr_cache_warmer::warm::{self, LayerMode, Report};
 use serde_json::{json, Value};
 

@@ -21,11 +21,11 @@ use crate::metrics;
 use crate::pipeline::{Parcel, Pipeline};
 use crate::plan::PlannedImage;
 use crate::rules::{Rule, RuleError, Rules};
-use crate::settings::WarmSettings;
 use crate::upstream::credential::Credentials;
 use crate::upstream::endpoints::{Endpoint, Endpoints};
 use crate::upstream::resolver::Resolver;
 use crate::upstream::tags::TagLister;
+use crate::warm::settings::WarmSettings;
 use crate::warm::Report;
 
 /// Exit code when some image could not be planned or warmed.

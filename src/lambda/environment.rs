@@ -9,8 +9,8 @@ use crate::list;
 use crate::metrics;
 use crate::rules::{RuleError, Rules};
 use crate::s3::ObjectUri;
-use crate::settings::{self, env_number, InvalidSetting, WarmSettings};
 use crate::upstream::endpoints::Endpoints;
+use crate::warm::settings::{self, env_number, InvalidSetting, WarmSettings};
 
 const DEFAULT_FANOUT_THRESHOLD: usize = 500;
 const DEFAULT_MESSAGE_IMAGES: usize = 50;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::fanout::Delivery;
 use crate::outcome::{Failure, FailureContext, ImageOutcome, Retry, Status};
-use crate::settings::{WarmSettings, MAX_RECHECK_DELAY};
+use crate::warm::settings::{WarmSettings, MAX_RECHECK_DELAY};
 use crate::warm::Report;
 
 use super::publish::Lost;

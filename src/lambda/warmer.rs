@@ -8,10 +8,10 @@ use aws_config::SdkConfig;
 use crate::discovery;
 use crate::pipeline::Pipeline;
 use crate::rules::Rules;
-use crate::settings::WarmSettings;
 use crate::upstream::credential::Credentials;
 use crate::upstream::resolver::Resolver;
 use crate::upstream::tags::TagLister;
+use crate::warm::settings::WarmSettings;
 
 use super::environment::Settings;
 

@@ -227,10 +227,10 @@ fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::upstream::{Reply, TestServer};
     use crate::upstream::credential::{Anonymous, CredentialError};
     use crate::upstream::endpoints::Endpoints;
     use crate::upstream::tags::TagLister;
-    use crate::testing::upstream::{Reply, TestServer};
 
     /// An anonymous registry with nginx's releases, and no other repository.
     async fn registry() -> TestServer {

@@ -13,11 +13,11 @@ use aws_sdk_ecr::operation::get_download_url_for_layer::GetDownloadUrlForLayerEr
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
+use super::settings::WarmSettings;
 use crate::aws::describe_error;
 use crate::backoff::Backoff;
 use crate::outcome::Failure;
 use crate::retry;
-use crate::settings::WarmSettings;
 
 /// What every call of one warm shares: the client, the options, and the
 /// permits that bound the calls in flight over all repositories.

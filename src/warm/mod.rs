@@ -15,6 +15,7 @@ pub mod layers;
 mod manifest;
 pub mod platform;
 mod repository;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -32,7 +33,7 @@ use repository::{Answer, PlatformPull, PlatformState, Repository, Request, Resol
 
 use crate::outcome::{Failure, FailureContext, ImageOutcome, LayerCounts, PlatformOutcome, Status};
 use crate::plan::PlannedImage;
-use crate::settings::WarmSettings;
+use settings::WarmSettings;
 
 /// The `warm --output json` document.
 #[derive(Debug, Clone, Serialize)]

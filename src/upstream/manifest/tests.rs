@@ -1,11 +1,11 @@
 use std::time::Duration;
 
 use super::*;
+use crate::testing::upstream::{Reply, Request, TestServer};
 use crate::upstream::credential::Login;
 use crate::upstream::endpoints::Endpoints;
 use crate::upstream::error::RegistryError;
 use crate::upstream::registry::{HttpRegistry, Registry};
-use crate::testing::upstream::{Reply, Request, TestServer};
 
 const MANIFEST: &str = "/v2/library/nginx/manifests/1.27";
 const DIGEST: &str = "sha256:86e0e091d0da6bde2456dbb48306f3956bbeb2eae1b5b9a43045843f69fe4aaa";

@@ -1,11 +1,11 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::testing::upstream::{Reply, Request, TestServer};
 use crate::upstream::credential::Login;
 use crate::upstream::endpoints::Endpoints;
 use crate::upstream::error::RegistryError;
 use crate::upstream::session;
-use crate::testing::upstream::{Reply, Request, TestServer};
 
 const TAGS: &str = "/v2/library/nginx/tags/list";
 const TOKEN: &str = "T0K3N";

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use thiserror::Error;
 
+use super::layers::LayerMode;
+use super::platform::{self, Platform};
 use crate::duration;
-use crate::warm::layers::LayerMode;
-use crate::warm::platform::{self, Platform};
 
 pub const DEFAULT_CONCURRENCY: usize = 16;
 const CONCURRENCY: RangeInclusive<usize> = 1..=256;
