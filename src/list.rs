@@ -1,5 +1,7 @@
 //! Lists of entries as people keep them: one per line or separated by commas,
-//! blank lines and `#` comments ignored. Image lists, `WARM_RULES` and the other
+//! blank lines and comments ignored. A comment starts with `#` at the start of
+//! a line or after a space or tab, so that a `#` inside a selector's pattern
+//! (`nginx:match=^v#1`) is part of the pattern. Image lists, `WARM_RULES` and the other
 //! list settings are all read here, so that they read alike.
 
 use serde::Deserialize;
@@ -12,8 +14,13 @@ pub fn read_list(text: &str) -> Vec<String> {
     text.lines().flat_map(line_entries).collect()
 }
 
+/// Where the comment of a line starts, if it has one.
+fn comment_start(line: &[u8]) -> Option<usize> {
+    (0..line.len()).find(|&i| line[i] == b'#' && (i == 0 || matches!(line[i - 1], b' ' | b'\t')))
+}
+
 fn line_entries(line: &str) -> Vec<String> {
-    let line = line.split_once('#').map_or(line, |(before, _)| before);
+    let line = comment_start(line.as_bytes()).map_or(line, |start| &line[..start]);
     let mut entries: Vec<String> = Vec::new();
     for item in line.split(',') {
         // A comma inside a selector (`nginx:>=1.26, <1.28`) does not end it.
@@ -42,15 +49,44 @@ pub enum ListEntry {
     Unreadable { input: String, error: String },
 }
 
+/// The entries a message may hold: SQS holds 256 KiB per message, about a
+/// thousand references.
+pub const MAX_MESSAGE_ENTRIES: usize = 1_000;
+/// The entries one run plans: the configured list, or a direct invocation's.
+/// Longer lists are work for several schedules or images objects.
+pub const MAX_RUN_ENTRIES: usize = 25_000;
+
+/// The entries within `max`; each one past it is an error of its own that
+/// names the limit, so that nothing is dropped unsaid.
+pub fn limit(entries: Vec<ListEntry>, max: usize, what: &str, advice: &str) -> Vec<ListEntry> {
+    if entries.len() <= max {
+        return entries;
+    }
+    let total = entries.len();
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| match (index < max, entry) {
+            (true, entry) => entry,
+            (false, ListEntry::Text(input) | ListEntry::Unreadable { input, .. }) => {
+                ListEntry::Unreadable {
+                    input,
+                    error: format!(
+                        "entry {} of {total} is over the limit of {max} entries {what}: {advice}",
+                        index + 1
+                    ),
+                }
+            }
+        })
+        .collect()
+}
+
 /// A list file as bytes: a line that is not valid UTF-8 is that line's
 /// error, and every other line is read as [`read_list`] does.
 pub fn read_list_bytes(bytes: &[u8]) -> Vec<ListEntry> {
     let mut entries = Vec::new();
     for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = match line.iter().position(|&b| b == b'#') {
-            Some(comment) => &line[..comment],
-            None => line,
-        };
+        let line = comment_start(line).map_or(line, |start| &line[..start]);
         match std::str::from_utf8(line) {
             Ok(text) => entries.extend(line_entries(text).into_iter().map(ListEntry::Text)),
             Err(error) => {
@@ -97,6 +133,32 @@ pub fn json_entries(value: &Value) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_past_a_limit_are_errors_that_name_it() {
+        let entries: Vec<ListEntry> = ["a:1", "b:1", "c:1"]
+            .map(|e| ListEntry::Text(e.into()))
+            .into();
+        let limited = limit(entries, 2, "per message", "send fewer");
+        assert_eq!(limited[1], ListEntry::Text("b:1".into()));
+        assert_eq!(
+            limited[2],
+            ListEntry::Unreadable {
+                input: "c:1".into(),
+                error: "entry 3 of 3 is over the limit of 2 entries per message: send fewer".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_hash_in_a_pattern_is_not_a_comment() {
+        assert_eq!(
+            read_list("nginx:match=^v#1 newest=2 # the v#1 line\n#whole line\nredis:7\t# tab"),
+            ["nginx:match=^v#1 newest=2", "redis:7"]
+        );
+        let entries = read_list_bytes(b"app:match=a#b\n  # indented comment\n");
+        assert_eq!(entries, [ListEntry::Text("app:match=a#b".into())]);
+    }
 
     #[test]
     fn reads_lists_with_comments_and_blank_lines() {

@@ -259,6 +259,13 @@ fn hint(code: &str, context: &FailureContext<'_>) -> Option<String> {
              check, so private pulls of it fail. Pull it once from a host with internet access, \
              check the upstream, then warm it again"
         ),
+        "ImageInaccessible" => format!(
+            "ECR archived this image of {repository} (its storage class is ARCHIVE), or is still \
+             restoring it: restore it with `aws ecr update-image-storage-class --repository-name \
+             {repository} --image-id imageDigest=<digest> --target-storage-class STANDARD`, wait \
+             until it is ACTIVE, then warm it again; a lifecycle rule of the repository that \
+             archives images archives it again"
+        ),
         "DeadlineReached" => "every try of the function ended before this image was started: \
              raise the function's Timeout, or lower WARM_MESSAGE_IMAGES so that one message fits \
              one invocation"
@@ -357,8 +364,16 @@ mod tests {
     }
 
     #[test]
+    fn an_archived_image_says_how_to_restore_it() {
+        let failure = Failure::from_ecr("ImageInaccessible", "archived", &context(true, false));
+        assert!(!failure.retryable());
+        let hint = failure.hint.unwrap();
+        assert!(hint.contains("--target-storage-class STANDARD"), "{hint}");
+    }
+
+    #[test]
     fn unknown_and_pass_through_codes_keep_their_message() {
-        for code in ["ImageInaccessible", "SomethingNew"] {
+        for code in ["SomethingNew"] {
             let failure = Failure::from_ecr(code, "as ECR said it", &context(true, false));
             assert_eq!(
                 (failure.code.as_str(), failure.message.as_str()),

@@ -460,6 +460,22 @@ fn template(prefix: &str, templates: &Fetched<Vec<Template>>) -> Finding {
                 template.prefix
             )),
         ),
+        Some(template) if template.needs_role && template.role.is_none() => finding(
+            Status::Error,
+            format!(
+                "repository creation template {} sets a KMS key or resource tags ({}) but no \
+                 repository creation role: ECR cannot create the cache repositories it applies \
+                 to, so first pulls through {prefix} fail",
+                template.prefix, template.encryption
+            ),
+            Some(format!(
+                "create a role that ecr.amazonaws.com may assume, allowed ecr:CreateRepository, \
+                 ecr:ReplicateImage, ecr:TagResource and, on the key, kms:CreateGrant, \
+                 kms:RetireGrant and kms:DescribeKey; then aws ecr \
+                 update-repository-creation-template --prefix {} --custom-role-arn ROLE_ARN",
+                template.prefix
+            )),
+        ),
         Some(template) => finding(
             Status::Ok,
             format!(
@@ -584,6 +600,8 @@ mod tests {
                 tag_mutability: "IMMUTABLE".into(),
                 encryption: "AES256".into(),
                 for_cache: true,
+                needs_role: false,
+                role: None,
             }]),
             repositories: Repositories {
                 known: vec![
@@ -797,5 +815,33 @@ mod tests {
             Some("ecr-pullthroughcache/hub")
         );
         assert_eq!(secret_name("arn:aws:iam::1:role/upstream"), None);
+    }
+
+    #[test]
+    fn a_kms_template_without_a_creation_role_is_an_error() {
+        let kms = |role: Option<&str>| Template {
+            prefix: "docker-hub".into(),
+            tag_mutability: "MUTABLE".into(),
+            encryption: "KMS with key arn:aws:kms:us-east-1:123456789012:key/k".into(),
+            for_cache: true,
+            needs_role: true,
+            role: role.map(str::to_string),
+        };
+        let judged = |template: Template| {
+            let mut facts = facts(None, vec![None, None]);
+            facts.templates = Ok(vec![template]);
+            let findings = judge(&facts, &caller(), "us-east-1", &rules(), &[]);
+            find(&findings, Check::CreationTemplate, "docker-hub").clone()
+        };
+        let without = judged(kms(None));
+        assert_eq!(without.status, Status::Error);
+        assert!(
+            without.message.contains("no repository creation role"),
+            "{}",
+            without.message
+        );
+        assert!(without.fix.unwrap().contains("--custom-role-arn"));
+        let with = judged(kms(Some("arn:aws:iam::123456789012:role/ecr-create")));
+        assert_eq!(with.status, Status::Ok);
     }
 }

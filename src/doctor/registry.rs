@@ -40,6 +40,11 @@ pub struct Template {
     pub encryption: String,
     /// Applied to repositories that the pull-through cache creates.
     pub for_cache: bool,
+    /// Whether the template sets a KMS key or resource tags, for which ECR
+    /// needs a repository creation role.
+    pub needs_role: bool,
+    /// `customRoleArn`: the role ECR assumes to create the repositories.
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +136,12 @@ async fn templates(ecr: &aws_sdk_ecr::Client) -> Fetched<Vec<Template>> {
             },
             None => "AES256".to_string(),
         };
+        let kms = template
+            .encryption_configuration()
+            .is_some_and(|config| config.kms_key().is_some());
         templates.push(Template {
+            needs_role: kms || !template.resource_tags().is_empty(),
+            role: template.custom_role_arn().map(str::to_string),
             prefix: template.prefix().unwrap_or_default().to_string(),
             tag_mutability: mutability(template.image_tag_mutability()),
             encryption,

@@ -4,7 +4,7 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 
 use crate::event::Message;
-use crate::list::ListEntry;
+use crate::list::{self, ListEntry};
 use crate::pipeline::{Parcel, Pipeline};
 
 use super::budget::Budget;
@@ -47,8 +47,14 @@ pub async fn warm_messages(
                 continue;
             }
         };
+        let entries = images.iter().cloned().map(ListEntry::Text).collect();
         let plan = pipeline.plan(Parcel {
-            entries: images.iter().cloned().map(ListEntry::Text).collect(),
+            entries: list::limit(
+                entries,
+                list::MAX_MESSAGE_ENTRIES,
+                "per message",
+                "send the list in more messages",
+            ),
             selectors: message.selectors.clone(),
             ..Parcel::default()
         });

@@ -955,3 +955,56 @@ fn an_images_object_uri_is_checked_at_init() {
         "{error}"
     );
 }
+
+/// An endpoint that takes every connection and never answers.
+async fn silent_endpoint() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (endpoint, server)
+}
+
+#[tokio::test]
+async fn ecr_that_does_not_answer_at_init_stops_the_start_in_time() {
+    let (endpoint, server) = silent_endpoint().await;
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ecr::config::SharedCredentialsProvider::new(
+            aws_sdk_ecr::config::Credentials::new("a", "b", None, None, "test"),
+        ))
+        .build();
+    let started = Instant::now();
+    let settings = Settings::from_env(env(&[])).unwrap();
+    let error = Warmer::new(settings, &config)
+        .await
+        .err()
+        .expect("no rules, no start")
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.starts_with(
+            "could not read the pull-through cache rules from ECR: no answer within 3s"
+        ),
+        "{error}"
+    );
+
+    // With the rules given, a registry that does not say whose it is only
+    // narrows the check of private references to the Region.
+    let settings =
+        Settings::from_env(env(&[("WARM_RULES", "docker-hub=registry-1.docker.io")])).unwrap();
+    let started = Instant::now();
+    assert!(Warmer::new(settings, &config).await.is_ok());
+    assert!(started.elapsed() < Duration::from_secs(6));
+    server.abort();
+}

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::ecs::{self, events::EcsEvent, Discovered};
-use crate::list::ListEntry;
+use crate::list::{self, ListEntry};
 use crate::pipeline::{Parcel, Pipeline};
 use crate::plan::{PlannedImage, Source};
 
@@ -58,6 +58,13 @@ pub async fn warm_list(
             })
             .into());
     }
+    let mut configured = configured;
+    configured.parcel.entries = list::limit(
+        std::mem::take(&mut configured.parcel.entries),
+        list::MAX_RUN_ENTRIES,
+        "per invocation",
+        "split the list over several images objects or schedules",
+    );
     let warm_settings = settings.warm.until(budget.warm_by);
     let pipeline = warmer.pipeline(&warm_settings);
     // Selectors are listed before fan-out: the queue carries the images they select.

@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 
 use crate::discovery;
 use crate::pipeline::Pipeline;
-use crate::rules::Rules;
+use crate::rules::{RuleError, Rules};
 use crate::upstream::credential::Credentials;
 use crate::upstream::resolver::Resolver;
 use crate::upstream::tags::TagLister;
@@ -15,6 +15,9 @@ use crate::warm::settings::WarmSettings;
 
 use super::environment::Settings;
 
+/// How long each of ECR's answers at init may take: Lambda gives the whole
+/// init 10 seconds, and a start that hangs is retried from the beginning.
+const INIT_CALLS: Duration = Duration::from_secs(3);
 /// How long the registry checks (`WARM_DOCTOR`) may take at init: Lambda
 /// gives the whole init 10 seconds.
 const DOCTOR_AT_INIT: Duration = Duration::from_secs(5);
@@ -48,10 +51,25 @@ impl Warmer {
         let ecr = aws_sdk_ecr::Client::new(&config);
         let rules = match &settings.rules {
             Some(rules) => rules.clone(),
-            None => discovery::rules(&ecr).await?,
+            None => tokio::time::timeout(INIT_CALLS, discovery::rules(&ecr))
+                .await
+                .map_err(|_| {
+                    RuleError::Discovery(format!("no answer within {}s", INIT_CALLS.as_secs()))
+                })??,
         };
         let region = config.region().map(ToString::to_string).unwrap_or_default();
-        let rules = discovery::for_caller(rules, &ecr, &region).await;
+        let own = discovery::for_caller(rules.clone(), &ecr, &region);
+        let rules = match tokio::time::timeout(INIT_CALLS, own).await {
+            Ok(rules) => rules,
+            Err(_) => {
+                tracing::info!(
+                    limit_s = INIT_CALLS.as_secs(),
+                    "the caller's account is unknown (ecr:DescribeRegistry did not answer in \
+                     time); references to private registries are checked for their Region only"
+                );
+                rules.with_own_region(&region)
+            }
+        };
         if settings.doctor {
             let checks = crate::doctor::log_at_init(&config, &ecr, &rules, &settings.images);
             if tokio::time::timeout(DOCTOR_AT_INIT, checks).await.is_err() {

@@ -171,6 +171,22 @@ impl Rule {
         })
     }
 
+    /// The upstream registry and path of one of this rule's cache
+    /// repositories: the inverse of the mapping onto the cache.
+    pub fn upstream_of(&self, cache_repository: &str) -> Option<(String, String)> {
+        let rest = match self.is_root() {
+            true => cache_repository,
+            false => cache_repository
+                .strip_prefix(self.ecr_prefix.as_str())?
+                .strip_prefix('/')?,
+        };
+        let path = match &self.upstream_prefix {
+            Some(prefix) => format!("{prefix}/{rest}"),
+            None => rest.to_string(),
+        };
+        Some((self.upstream_registry.clone(), path))
+    }
+
     /// The path itself, when it is a cache repository of this rule.
     fn covers_cache_path(&self, path: &str) -> bool {
         self.is_root()

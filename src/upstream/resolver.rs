@@ -13,12 +13,16 @@ use futures_util::stream::{self, StreamExt};
 use super::credential::{Credentials, LoginSource};
 use super::error::RegistryError;
 use super::registry::{HttpRegistry, Registry};
+use crate::host;
 use crate::plan::{PlanFailure, PlannedImage};
 use crate::rules::Rules;
 use crate::selector::{self, Selector};
 
 /// Repositories listed at once.
 const CONCURRENCY: usize = 8;
+/// The images the selectors of one run may select in all: 50 selectors of
+/// `newest=100`. A selector past it fails on its own line.
+pub const MAX_SELECTED: usize = 5_000;
 /// The newest tags named when a selector selects none.
 const SHOWN_TAGS: usize = 8;
 
@@ -68,7 +72,7 @@ impl<R: Registry, L: LoginSource> Resolver<R, L> {
     ) -> Vec<Vec<PlannedImage>> {
         let mut unique: HashMap<Upstream, Arc<Selector>> = HashMap::new();
         for selector in plans.iter().flatten().filter_map(listable) {
-            unique.entry(upstream(&selector)).or_insert(selector);
+            unique.entry(upstream(&selector, rules)).or_insert(selector);
         }
         if unique.is_empty() {
             return plans;
@@ -81,14 +85,20 @@ impl<R: Registry, L: LoginSource> Resolver<R, L> {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        let mut selected = 0;
         plans
             .into_iter()
             .map(|plan| {
                 plan.into_iter()
                     .flat_map(|image| match listable(&image) {
                         Some(selector) => {
-                            let listing = &listings[&upstream(&selector)];
-                            resolved(&image, &selector, listing, rules)
+                            let listing = &listings[&upstream(&selector, rules)];
+                            let images = resolved(&image, &selector, listing, rules);
+                            selected += images.len();
+                            match selected > MAX_SELECTED {
+                                true => vec![too_many(&image, selected)],
+                                false => images,
+                            }
                         }
                         None => vec![image],
                     })
@@ -116,14 +126,10 @@ impl<R: Registry, L: LoginSource> Resolver<R, L> {
                 })?,
             Err(_) => None,
         };
+        let (registry, path) = upstream(selector, rules);
         let listed = self
             .registry
-            .tags(
-                repository.registry(),
-                repository.repository(),
-                login.as_deref(),
-                deadline,
-            )
+            .tags(&registry, &path, login.as_deref(), deadline)
             .await;
         match &listed {
             Ok(tags) => tracing::info!(
@@ -142,8 +148,21 @@ impl<R: Registry, L: LoginSource> Resolver<R, L> {
     }
 }
 
-fn upstream(selector: &Selector) -> Upstream {
+/// Where a selector's tags are listed: its own registry, or, for a selector
+/// written against the account's own registry (`<account>.dkr.ecr.<region>.
+/// amazonaws.com/docker-hub/library/nginx:~1.27`), the upstream of the rule
+/// its path falls under, so that the rule's login only ever goes there.
+fn upstream(selector: &Selector, rules: &Rules) -> Upstream {
     let repository = selector.repository();
+    if host::is_private_ecr_host(repository.registry()) {
+        let cached = rules
+            .map(repository)
+            .ok()
+            .and_then(|mapping| mapping.rule.upstream_of(&mapping.cache_repository));
+        if let Some(upstream) = cached {
+            return upstream;
+        }
+    }
     (
         repository.registry().to_string(),
         repository.repository().to_string(),
@@ -155,6 +174,22 @@ fn upstream(selector: &Selector) -> Upstream {
 fn listable(image: &PlannedImage) -> Option<Arc<Selector>> {
     image.target.as_ref()?;
     image.unresolved.clone()
+}
+
+/// A selector that would take the run past [`MAX_SELECTED`] images.
+fn too_many(image: &PlannedImage, selected: usize) -> PlannedImage {
+    image.unselected(
+        PlanFailure {
+            code: "TooManySelected",
+            hint: "lower newest= or narrow the range of the selectors, or split them over \
+                   several messages or schedules",
+            retryable: false,
+        },
+        format!(
+            "the selectors before it and this one select {selected} images, over the limit of \
+             {MAX_SELECTED} images that selectors may select in one run"
+        ),
+    )
 }
 
 /// What an entry becomes once its repository was listed, or could not be.
@@ -285,6 +320,57 @@ mod tests {
         );
         assert!(resolved.iter().flatten().all(PlannedImage::is_ready));
         assert_eq!(server.requests_for("/v2/library/nginx/tags/list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_selector_on_the_own_registry_is_listed_at_its_rules_upstream() {
+        let server = registry().await;
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"])
+            .unwrap()
+            .with_own_registry("123456789012", "us-east-1");
+        let entry = format!("{host}/docker-hub/library/nginx:~1.27");
+        let resolved = resolver(&server)
+            .resolve(plan(&[entry.as_str()], &rules), &rules, None)
+            .await;
+        let inputs: Vec<&str> = resolved.iter().map(|image| image.input.as_str()).collect();
+        assert_eq!(inputs, [format!("{host}/docker-hub/library/nginx:1.27.3")]);
+        assert!(resolved[0].is_ready());
+        assert_eq!(
+            resolved[0].target.as_ref().unwrap().cache_repository,
+            "docker-hub/library/nginx"
+        );
+        assert_eq!(server.requests_for("/v2/library/nginx/tags/list").len(), 1);
+        assert!(
+            server
+                .requests_for("/v2/docker-hub/library/nginx/tags/list")
+                .is_empty(),
+            "never listed at ECR's path"
+        );
+    }
+
+    #[tokio::test]
+    async fn selectors_past_the_limit_of_a_run_fail_on_their_own_line() {
+        let tags: Vec<String> = (0..150).map(|n| format!("\"1.0.{n}\"")).collect();
+        let body = format!(
+            r#"{{"name": "library/nginx", "tags": [{}]}}"#,
+            tags.join(",")
+        );
+        let server = TestServer::start(move |_| Reply::json(200, &body)).await;
+        let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
+        let entries = vec!["nginx:~1.0 newest=100"; MAX_SELECTED / 100 + 1];
+        let resolved = resolver(&server)
+            .resolve(plan(&entries, &rules), &rules, None)
+            .await;
+        assert_eq!(resolved.len(), MAX_SELECTED + 1);
+        let last = resolved.last().unwrap();
+        assert_eq!(last.failure.as_ref().unwrap().code, "TooManySelected");
+        assert!(last
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("over the limit of 5000"));
+        assert!(resolved[..MAX_SELECTED].iter().all(PlannedImage::is_ready));
     }
 
     #[tokio::test]

@@ -106,7 +106,7 @@ async fn every_failure_code_gets_its_hint() {
         ("UpstreamTooManyRequests", "100 manifest pulls per 6 hours"),
         ("UpstreamUnavailable", "next run tries again"),
         ("KmsError", "KMS key"),
-        ("ImageInaccessible", ""),
+        ("ImageInaccessible", "update-image-storage-class"),
         ("ImageTagDoesNotMatchDigest", "pinned digest"),
         ("InvalidImageTag", ""),
         ("SomethingNew", ""),
