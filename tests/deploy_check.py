@@ -270,6 +270,7 @@ def check_stack(moto, name, parameters, expect):
           (function["MemorySize"], function["Timeout"]))
     env = {k: str(v) for k, v in function.get("Environment", {}).get("Variables", {}).items()}
     wanted = {"WARM_FROM_ECS": "false", "WARM_ECS_CLUSTERS": "", "WARM_UPSTREAM_ENDPOINTS": "",
+              "WARM_AWS_ENDPOINT_URL": "",
               **expect["env"],
               "WARM_QUEUE_URL": queue_url, "WARM_IMAGES_S3_URI": expect["images_s3_uri"]}
     check(f"{name}: the function's environment carries every setting, and the queue's URL",

@@ -33,8 +33,10 @@ def walk(node, key=None):
             yield from walk(item, key)
 
 
-check("arm64 on provided.al2023, built by cargo-lambda",
-      props["Runtime"] == "provided.al2023" and props["Architectures"] == ["arm64"]
+check("on provided.al2023, built by cargo-lambda, for the Architecture parameter's processor: arm64 unless asked",
+      props["Runtime"] == "provided.al2023" and props["Architectures"] == [{"Ref": "Architecture"}]
+      and parameters["Architecture"].get("Default") == "arm64"
+      and parameters["Architecture"].get("AllowedValues") == ["arm64", "x86_64"]
       and function["Metadata"]["BuildMethod"] == "rust-cargolambda")
 
 # CloudFormation takes no function in the delimiter of Fn::Join or Fn::Split: the stack
@@ -70,9 +72,15 @@ settings = {"WARM_IMAGES": "Images", "WARM_RULES": "Rules", "WARM_CONCURRENCY": 
             "WARM_RECHECK_DELAY": "RecheckDelay", "WARM_RECHECK_ATTEMPTS": "RecheckAttempts",
             "WARM_DOCTOR": "Doctor", "WARM_FROM_ECS": "WarmFromEcs",
             "WARM_UPSTREAM_ENDPOINTS": "UpstreamEndpoints"}
-check("the function gets every setting from its parameter, the queue's URL, and the ECS clusters with WarmFromEcs only",
+check("the function gets every setting from its parameter, the queue's URL, the ECS clusters with WarmFromEcs only, "
+      "and the variables of a local run (RUST_LOG only when LogFilter is given, WARM_AWS_ENDPOINT_URL empty)",
       env == {**{var: {"Ref": p} for var, p in settings.items()}, "WARM_QUEUE_URL": {"Ref": "WarmQueue"},
-              "WARM_ECS_CLUSTERS": {"Fn::If": ["WarmsFromEcs", {"Ref": "EcsClusters"}, ""]}})
+              "WARM_ECS_CLUSTERS": {"Fn::If": ["WarmsFromEcs", {"Ref": "EcsClusters"}, ""]},
+              "RUST_LOG": {"Fn::If": ["HasLogFilter", {"Ref": "LogFilter"}, {"Ref": "AWS::NoValue"}]},
+              "WARM_AWS_ENDPOINT_URL": ""})
+# An empty AWS_ENDPOINT_URL stops the SDK (and so the function) at start: the template must
+# never set it; the function's own WARM_AWS_ENDPOINT_URL, empty, means unset.
+check("the template never sets the SDK's AWS_ENDPOINT_URL", not any(k == "AWS_ENDPOINT_URL" for k, _ in walk(template)))
 check("what ECS runs is warmed only when asked (WarmFromEcs, WarmOnNewTaskDefinition, WarmOnPullFailure default to false)",
       [parameters.get(p, {}).get("Default") for p in ("WarmFromEcs", "WarmOnNewTaskDefinition", "WarmOnPullFailure")]
       == ["false"] * 3 and parameters["WarmFromEcs"].get("AllowedValues") == ["false", "true", "families"])
@@ -319,6 +327,8 @@ for case, (values, expected_arns) in cases.items():
                                            (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
               for s in ecs_statements))
     function_env = created["WarmerFunction"]["Properties"]["Environment"]["Variables"]
+    check(f"{case}: a deployment without LogFilter sets no RUST_LOG, and an empty WARM_AWS_ENDPOINT_URL",
+          "RUST_LOG" not in function_env and function_env.get("WARM_AWS_ENDPOINT_URL") == "")
     check(f"{case}: WARM_FROM_ECS and WARM_ECS_CLUSTERS as asked",
           (function_env["WARM_FROM_ECS"], function_env["WARM_ECS_CLUSTERS"])
           == (values.get("WarmFromEcs", "false"), values.get("EcsClusters", "")))
@@ -331,6 +341,12 @@ for case, (values, expected_arns) in cases.items():
               (not on and rule not in created and permission not in created)
               or (on and [t["Arn"] for t in targets] == ["<WarmerFunction.Arn>"]
                   and (allowed.get("Principal"), allowed.get("SourceArn")) == ("events.amazonaws.com", f"<{rule}.Arn>")))
+
+# The parameters of a local run: the processor, and RUST_LOG when a filter is given.
+local = resources_of(to_cloudformation(template, {"Architecture": "x86_64", "LogFilter": "debug"}),
+                     {"Architecture": "x86_64", "LogFilter": "debug"})["WarmerFunction"]["Properties"]
+check("Architecture=x86_64 and LogFilter=debug: an x86_64 function with RUST_LOG=debug",
+      local["Architectures"] == ["x86_64"] and local["Environment"]["Variables"].get("RUST_LOG") == "debug")
 
 # Creation templates that set a KMS key name the repository creation role, which the stack
 # creates for them (ECR's guide: trusted by ecr.amazonaws.com; CreateRepository,
