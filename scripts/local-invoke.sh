@@ -71,7 +71,7 @@ if docker info >/dev/null 2>&1; then
   echo "using the Docker daemon that answers at ${DOCKER_HOST:-the default socket}"
 else
   missing=()
-  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v dockerd >/dev/null && command -v docker >/dev/null || missing+=(docker.io)
   command -v ip >/dev/null || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian's ${missing[*]}"
