@@ -2,7 +2,7 @@
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all build lambda package demo bench test lint deps clean
+.PHONY: all build lambda package local-invoke demo bench test lint deps clean
 
 all: build
 
@@ -19,6 +19,12 @@ lambda: deps
 # it. Takes minutes: not part of `make test`.
 package: deps $(VENV)/sam/.installed
 	bash scripts/package.sh
+
+# The function in its Lambda container under `sam local invoke`, against the ECR emulator,
+# with the schedule, direct and SQS sample events (see README, "Run it locally"). Needs
+# root to start a Docker daemon of its own when none answers. A few minutes.
+local-invoke: deps $(VENV)/sam/.installed
+	bash scripts/local-invoke.sh
 
 $(VENV)/sam/.installed: requirements-package.txt | $(VENV)/.installed
 	python3 -m venv $(VENV)/sam

@@ -1,7 +1,7 @@
-# Shared by scripts/demo.sh and tests/lambda-e2e.sh: start the ECR emulator and
-# the function under cargo-lambda on free loopback ports, and stop every
-# process started here when the calling script exits. Source it; it needs
-# `work`, a scratch folder, set first.
+# Shared by scripts/demo.sh, scripts/local-invoke.sh and tests/lambda-e2e.sh:
+# start the ECR emulator and the function under cargo-lambda on free loopback
+# ports, and stop every process started here when the calling script exits.
+# Source it; it needs `work`, a scratch folder, set first.
 
 export PATH="$PWD/.venv/bin:$PATH"
 started_pids=()
@@ -29,15 +29,16 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# wait_for_port PORT NAME SECONDS PID: until PORT accepts connections, while PID lives.
+# wait_for_port PORT NAME SECONDS PID [HOST]: until PORT of HOST (default 127.0.0.1)
+# accepts connections, while PID lives.
 wait_for_port() {
-  local port=$1 what=$2 seconds=$3 pid=$4
+  local port=$1 what=$2 seconds=$3 pid=$4 host=${5:-127.0.0.1}
   for _ in $(seq "$((seconds * 10))"); do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "$what stopped before it listened on port $port" >&2
       return 1
     fi
-    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then
+    if python3 -c "import socket; socket.create_connection(('$host', $port), 1)" 2>/dev/null; then
       return 0
     fi
     sleep 0.1

@@ -270,6 +270,7 @@ def check_stack(moto, name, parameters, expect):
           (function["MemorySize"], function["Timeout"]))
     env = {k: str(v) for k, v in function.get("Environment", {}).get("Variables", {}).items()}
     wanted = {"WARM_FROM_ECS": "false", "WARM_ECS_CLUSTERS": "", "WARM_UPSTREAM_ENDPOINTS": "",
+              "WARM_AWS_ENDPOINT_URL": "",
               **expect["env"],
               "WARM_QUEUE_URL": queue_url, "WARM_IMAGES_S3_URI": expect["images_s3_uri"]}
     check(f"{name}: the function's environment carries every setting, and the queue's URL",
@@ -336,8 +337,9 @@ def check_stack(moto, name, parameters, expect):
           == [expect["queue_concurrency"]], mappings)
     queue = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(queue.get("RedrivePolicy", "{}"))
-    check(f"{name}: the queue sends a message to the dead-letter queue after 3 receives",
-          redrive.get("deadLetterTargetArn") == dlq_arn and int(redrive.get("maxReceiveCount", 0)) == 3, redrive)
+    check(f"{name}: the queue sends a message to the dead-letter queue after {expect['max_receives']} receives",
+          redrive.get("deadLetterTargetArn") == dlq_arn
+          and int(redrive.get("maxReceiveCount", 0)) == expect["max_receives"], redrive)
     check(f"{name}: the queue's visibility timeout is six times the function's",
           int(queue["VisibilityTimeout"]) == 6 * expect["timeout"], queue["VisibilityTimeout"])
     dlq = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["All"])["Attributes"]
@@ -459,6 +461,31 @@ def check_stack(moto, name, parameters, expect):
           set(creation) == set(rules) and all(
               c["AppliedFor"] == ["PULL_THROUGH_CACHE"] and c["ImageTagMutability"] == "MUTABLE"
               and c["EncryptionConfiguration"] == encryption for c in creation.values()), creation)
+    # A template that sets a KMS key needs a role that ECR assumes: created by the stack,
+    # allowed what ECR's guide lists, on the rules' repositories and on that key only.
+    kms_templates = bool(expect["kms_key"] and rules)
+    check(f"{name}: " + ("the creation templates name the stack's repository creation role" if kms_templates
+                         else "no repository creation role"),
+          ("RepositoryCreationRole" in physical) == kms_templates and all(
+              c.get("CustomRoleArn") == (created.get("RepositoryCreationRole.Arn") if kms_templates else None)
+              for c in creation.values()), creation)
+    if kms_templates:
+        creation_role = iam.get_role(RoleName=physical["RepositoryCreationRole"])["Role"]
+        trust = creation_role["AssumeRolePolicyDocument"]
+        trust = statements_of(trust if isinstance(trust, (str, dict)) else dict(trust))
+        check(f"{name}: only ECR may assume the repository creation role",
+              [(s["Effect"], s["Principal"], s["Action"]) for s in trust]
+              == [("Allow", {"Service": "ecr.amazonaws.com"}, "sts:AssumeRole")], trust)
+        granted = {(a, r) for p in iam.list_role_policies(RoleName=physical["RepositoryCreationRole"])["PolicyNames"]
+                   for s in statements_of(iam.get_role_policy(RoleName=physical["RepositoryCreationRole"],
+                                                              PolicyName=p)["PolicyDocument"])
+                   for a in as_list(s["Action"]) for r in as_list(s["Resource"])}
+        repositories = [f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{prefix}/*" for prefix in rules]
+        wanted = ({(a, r) for a in ("ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource")
+                   for r in repositories}
+                  | {(a, expect["kms_key"]) for a in ("kms:CreateGrant", "kms:RetireGrant", "kms:DescribeKey")})
+        check(f"{name}: the repository creation role may create, replicate and tag the rules' repositories "
+              "and use the given key, nothing else", granted == wanted, sorted(granted ^ wanted))
 
 
 def main():
@@ -478,7 +505,7 @@ def main():
         check_stack(moto, "warmer-defaults", {}, {
             "code_uri": code_uri, "memory": 256, "timeout": 300, "schedule": "rate(12 hours)",
             "retention": 30, "namespace": "EcrCacheWarmer", "vpc": {}, "topic": None, "rules": {},
-            "kms_key": None, "queue_concurrency": 5, "images_s3_uri": "",
+            "kms_key": None, "queue_concurrency": 5, "max_receives": 5, "images_s3_uri": "",
             "repositories": [f"{p}/*" for p in defaults["CachePrefixes"].split(",")],
             "env": {"WARM_IMAGES": "", "WARM_RULES": "", "WARM_CONCURRENCY": "16",
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
@@ -506,14 +533,14 @@ def main():
             "Layers": "request", "LayerWait": "90s", "RecheckDelay": "15m", "RecheckAttempts": "3",
             "SubnetIds": ",".join(subnets), "SecurityGroupIds": group, "AlarmTopicArn": topic,
             "CreateEcrPublicRule": "true", "CreateQuayRule": "true", "CreateK8sRule": "true",
-            "CacheKmsKeyArn": key, "QueueConcurrency": "20",
+            "CacheKmsKeyArn": key, "QueueConcurrency": "20", "MaxReceiveCount": "8",
             "ImagesS3Uri": "s3://warmer-lists/lists/images.txt", "Doctor": "false",
             "UpstreamEndpoints": "registry-1.docker.io=https://mirror.example.com",
         }
         check_stack(moto, "warmer-full", full, {
             "code_uri": code_uri, "memory": 512, "timeout": 900, "schedule": "cron(0 3 * * ? *)",
             "retention": 7, "namespace": "Warm/Test", "vpc": {"SubnetIds": subnets, "SecurityGroupIds": [group]},
-            "topic": topic, "kms_key": key, "queue_concurrency": 20,
+            "topic": topic, "kms_key": key, "queue_concurrency": 20, "max_receives": 8,
             "images_s3_uri": "s3://warmer-lists/lists/images.txt",
             "rules": {"ecr-public": "public.ecr.aws", "quay": "quay.io", "k8s": "registry.k8s.io"},
             "repositories": ["docker-hub/*", "ecr-public/*", "quay/*", "k8s/*", "team/cache/*"],
@@ -526,11 +553,12 @@ def main():
                     "WARM_UPSTREAM_ENDPOINTS": "registry-1.docker.io=https://mirror.example.com"},
         })
 
-        # A rule that caches at the top of the registry (ROOT) needs every repository.
-        check_stack(moto, "warmer-root", {"CachePrefixes": "docker-hub,ROOT"}, {
+        # A rule that caches at the top of the registry (ROOT) needs every repository. A KMS
+        # key without a rule created here: no repository creation role either.
+        check_stack(moto, "warmer-root", {"CachePrefixes": "docker-hub,ROOT", "CacheKmsKeyArn": key}, {
             "code_uri": code_uri, "memory": 256, "timeout": 300, "schedule": "rate(12 hours)",
             "retention": 30, "namespace": "EcrCacheWarmer", "vpc": {}, "topic": None, "rules": {},
-            "kms_key": None, "queue_concurrency": 5, "images_s3_uri": "", "repositories": ["*"],
+            "kms_key": key, "queue_concurrency": 5, "max_receives": 5, "images_s3_uri": "", "repositories": ["*"],
             "env": {"WARM_IMAGES": "", "WARM_RULES": "", "WARM_CONCURRENCY": "16",
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
@@ -542,7 +570,7 @@ def main():
                                          "WarmOnNewTaskDefinition": "true", "WarmOnPullFailure": "true"}, {
             "code_uri": code_uri, "memory": 256, "timeout": 300, "schedule": "rate(12 hours)",
             "retention": 30, "namespace": "EcrCacheWarmer", "vpc": {}, "topic": None, "rules": {},
-            "kms_key": None, "queue_concurrency": 5, "images_s3_uri": "",
+            "kms_key": None, "queue_concurrency": 5, "max_receives": 5, "images_s3_uri": "",
             "repositories": [f"{p}/*" for p in defaults["CachePrefixes"].split(",")],
             "ecs_actions": ECS_LISTING_ACTIONS, "ecs_rules": list(ECS_EVENT_RULES),
             "env": {"WARM_IMAGES": "", "WARM_RULES": "", "WARM_CONCURRENCY": "16",

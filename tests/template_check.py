@@ -33,8 +33,10 @@ def walk(node, key=None):
             yield from walk(item, key)
 
 
-check("arm64 on provided.al2023, built by cargo-lambda",
-      props["Runtime"] == "provided.al2023" and props["Architectures"] == ["arm64"]
+check("on provided.al2023, built by cargo-lambda, for the Architecture parameter's processor: arm64 unless asked",
+      props["Runtime"] == "provided.al2023" and props["Architectures"] == [{"Ref": "Architecture"}]
+      and parameters["Architecture"].get("Default") == "arm64"
+      and parameters["Architecture"].get("AllowedValues") == ["arm64", "x86_64"]
       and function["Metadata"]["BuildMethod"] == "rust-cargolambda")
 
 # CloudFormation takes no function in the delimiter of Fn::Join or Fn::Split: the stack
@@ -49,8 +51,11 @@ check("a visibility timeout of six times every allowed function timeout",
       all(int(visibility[str(t)]["Seconds"]) >= 6 * int(t) for t in timeouts))
 
 queue = resources["WarmQueue"]["Properties"]
-check("the queue redrives to the dead-letter queue after 3 receives",
-      queue["RedrivePolicy"]["maxReceiveCount"] == 3)
+receives = parameters.get("MaxReceiveCount", {})
+check("the queue redrives to the dead-letter queue after MaxReceiveCount receives, at least 5 (AWS's advice for a Lambda event source)",
+      queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
+      and int(receives.get("Default", 0)) >= 5 and int(receives.get("MinValue", 0)) >= 5
+      and int(receives.get("MaxValue", 0)) <= 1000)
 
 events = props["Events"]
 check("the SQS event source reports batch item failures",
@@ -67,9 +72,15 @@ settings = {"WARM_IMAGES": "Images", "WARM_RULES": "Rules", "WARM_CONCURRENCY": 
             "WARM_RECHECK_DELAY": "RecheckDelay", "WARM_RECHECK_ATTEMPTS": "RecheckAttempts",
             "WARM_DOCTOR": "Doctor", "WARM_FROM_ECS": "WarmFromEcs",
             "WARM_UPSTREAM_ENDPOINTS": "UpstreamEndpoints"}
-check("the function gets every setting from its parameter, the queue's URL, and the ECS clusters with WarmFromEcs only",
+check("the function gets every setting from its parameter, the queue's URL, the ECS clusters with WarmFromEcs only, "
+      "and the variables of a local run (RUST_LOG only when LogFilter is given, WARM_AWS_ENDPOINT_URL empty)",
       env == {**{var: {"Ref": p} for var, p in settings.items()}, "WARM_QUEUE_URL": {"Ref": "WarmQueue"},
-              "WARM_ECS_CLUSTERS": {"Fn::If": ["WarmsFromEcs", {"Ref": "EcsClusters"}, ""]}})
+              "WARM_ECS_CLUSTERS": {"Fn::If": ["WarmsFromEcs", {"Ref": "EcsClusters"}, ""]},
+              "RUST_LOG": {"Fn::If": ["HasLogFilter", {"Ref": "LogFilter"}, {"Ref": "AWS::NoValue"}]},
+              "WARM_AWS_ENDPOINT_URL": ""})
+# An empty AWS_ENDPOINT_URL stops the SDK (and so the function) at start: the template must
+# never set it; the function's own WARM_AWS_ENDPOINT_URL, empty, means unset.
+check("the template never sets the SDK's AWS_ENDPOINT_URL", not any(k == "AWS_ENDPOINT_URL" for k, _ in walk(template)))
 check("what ECS runs is warmed only when asked (WarmFromEcs, WarmOnNewTaskDefinition, WarmOnPullFailure default to false)",
       [parameters.get(p, {}).get("Default") for p in ("WarmFromEcs", "WarmOnNewTaskDefinition", "WarmOnPullFailure")]
       == ["false"] * 3 and parameters["WarmFromEcs"].get("AllowedValues") == ["false", "true", "families"])
@@ -136,6 +147,73 @@ check("CachePrefixes takes 1 to 10 prefixes, ROOT among them, and refuses spaces
       and pattern.fullmatch("my-app,team/sub.cache_1,ROOT")
       and not pattern.fullmatch(",".join(f"p{i}" for i in range(11)))
       and not pattern.fullmatch("docker-hub, quay") and not pattern.fullmatch(""))
+
+
+
+def accepts(name, value):
+    """Whether CloudFormation takes `value` for the parameter `name`: its type, and its
+    AllowedValues, AllowedPattern (Java's regex syntax, which Python's reads the same for
+    these patterns; the whole value must match), MinValue and MaxValue."""
+    spec = parameters.get(name, {"Type": "String"})
+    if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
+        return False
+    if spec["Type"] == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        return float(spec.get("MinValue", number)) <= number <= float(spec.get("MaxValue", number))
+    return "AllowedPattern" not in spec or re.fullmatch(spec["AllowedPattern"], value) is not None
+
+
+# What the function refuses at start (src/lambda.rs, Settings::from_env; src/duration.rs), the
+# template refuses at deploy: a value that passes the template must not stop every start. Each
+# parameter: (values the function refuses, values it takes).
+refused_and_taken = {
+    # WARM_MAX_TPS: a whole number from 1 to 100000, or unset
+    "MaxTps": (["0", "2.5", "-1", "100001", "1e3", "1000000", "ten"], ["", "1", "20", "500", "100000"]),
+    # WARM_CONCURRENCY: 1 to 256
+    "Concurrency": (["0", "257", "2.5", "-1", "", "1e2"], ["1", "16", "100", "199", "256"]),
+    # WARM_FANOUT_THRESHOLD: at least 1
+    "FanoutThreshold": (["0", "2.5", "-5", ""], ["1", "500", "100000000"]),
+    # WARM_MESSAGE_IMAGES: 1 to 1000
+    "MessageImages": (["0", "1001", "2.5", ""], ["1", "50", "999", "1000"]),
+    # WARM_RECHECK_ATTEMPTS: 0 to 100
+    "RecheckAttempts": (["-1", "101", "2.5", ""], ["0", "6", "99", "100"]),
+    # WARM_LAYER_WAIT: a duration of more than zero
+    "LayerWait": (["0", "0s", "0ms", "00m", "2d", "1.5m", "m", "", "-1s"], ["1ms", "90", "90s", "2m", "1h"]),
+    # WARM_RECHECK_DELAY: from 1s (SQS delays whole seconds) to 15m (SQS's longest delay)
+    "RecheckDelay": (["0", "0s", "500ms", "999ms", "901", "901s", "16m", "60m", "1h", "900001ms", "", "5 m"],
+                     ["1", "1s", "1000ms", "90s", "5m", "15m", "900", "900s", "899999ms", "900000ms"]),
+    # WARM_LAYERS, WARM_DOCTOR, WARM_FROM_ECS: one of their words
+    "Layers": (["", "all"], ["none", "request", "verify"]),
+    "Doctor": (["", "yes"], ["true", "false"]),
+    "WarmFromEcs": (["", "services families"], ["false", "true", "families"]),
+    # WARM_IMAGES_S3_URI: s3://BUCKET/KEY, or unset
+    "ImagesS3Uri": (["s3://bucket", "s3://bucket/", "https://bucket/key", "s3://B/key"],
+                    ["", "s3://lists/warm/images.txt"]),
+    # Not the function's, but refused at deploy all the same: SQS advises 5 receives at
+    # least, and the creation role is granted a key ARN, not an alias.
+    "MaxReceiveCount": (["0", "3", "4", "1001"], ["5", "10", "1000"]),
+    "CacheKmsKeyArn": (["alias/cache", "1234abcd-12ab-34cd-56ef-1234567890ab"],
+                       ["", "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"]),
+}
+for name, (refused, taken) in refused_and_taken.items():
+    let_through = [v for v in refused if accepts(name, v)]
+    turned_away = [v for v in taken if not accepts(name, v)]
+    check(f"{name} refuses {', '.join(map(repr, refused))}" + (f" (lets through {let_through})" if let_through else ""),
+          not let_through)
+    check(f"{name} takes {', '.join(map(repr, taken))}" + (f" (refuses {turned_away})" if turned_away else ""),
+          not turned_away)
+    check(f"{name}'s default is taken", accepts(name, str(parameters.get(name, {}).get("Default", ""))))
+# Every parameter that becomes a whole-number or duration setting is in the table above.
+checked_settings = {"MaxTps", "Concurrency", "FanoutThreshold", "MessageImages", "RecheckAttempts",
+                    "LayerWait", "RecheckDelay"}
+check("every whole-number and duration setting is checked against what the function refuses",
+      checked_settings <= set(refused_and_taken)
+      and {settings[v] for v in ("WARM_MAX_TPS", "WARM_CONCURRENCY", "WARM_FANOUT_THRESHOLD", "WARM_MESSAGE_IMAGES",
+                                 "WARM_RECHECK_ATTEMPTS", "WARM_LAYER_WAIT", "WARM_RECHECK_DELAY")}
+      == checked_settings)
 
 # After the SAM transform, as CloudFormation gets it, with and without a VPC.
 repository_actions = {"ecr:BatchGetImage", "ecr:BatchImportUpstreamImage", "ecr:CreateRepository",
@@ -249,6 +327,8 @@ for case, (values, expected_arns) in cases.items():
                                            (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
               for s in ecs_statements))
     function_env = created["WarmerFunction"]["Properties"]["Environment"]["Variables"]
+    check(f"{case}: a deployment without LogFilter sets no RUST_LOG, and an empty WARM_AWS_ENDPOINT_URL",
+          "RUST_LOG" not in function_env and function_env.get("WARM_AWS_ENDPOINT_URL") == "")
     check(f"{case}: WARM_FROM_ECS and WARM_ECS_CLUSTERS as asked",
           (function_env["WARM_FROM_ECS"], function_env["WARM_ECS_CLUSTERS"])
           == (values.get("WarmFromEcs", "false"), values.get("EcsClusters", "")))
@@ -261,6 +341,47 @@ for case, (values, expected_arns) in cases.items():
               (not on and rule not in created and permission not in created)
               or (on and [t["Arn"] for t in targets] == ["<WarmerFunction.Arn>"]
                   and (allowed.get("Principal"), allowed.get("SourceArn")) == ("events.amazonaws.com", f"<{rule}.Arn>")))
+
+# The parameters of a local run: the processor, and RUST_LOG when a filter is given.
+local = resources_of(to_cloudformation(template, {"Architecture": "x86_64", "LogFilter": "debug"}),
+                     {"Architecture": "x86_64", "LogFilter": "debug"})["WarmerFunction"]["Properties"]
+check("Architecture=x86_64 and LogFilter=debug: an x86_64 function with RUST_LOG=debug",
+      local["Architectures"] == ["x86_64"] and local["Environment"]["Variables"].get("RUST_LOG") == "debug")
+
+# Creation templates that set a KMS key name the repository creation role, which the stack
+# creates for them (ECR's guide: trusted by ecr.amazonaws.com; CreateRepository,
+# ReplicateImage, TagResource; CreateGrant, RetireGrant, DescribeKey on the key).
+key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+creation_cases = {
+    "rules with a KMS key": ({"CreateEcrPublicRule": "true", "CreateK8sRule": "true", "CacheKmsKeyArn": key_arn},
+                             ["ecr-public", "k8s"]),
+    "rules without a key": ({"CreateEcrPublicRule": "true", "CreateQuayRule": "true"}, []),
+    "a key without rules": ({"CacheKmsKeyArn": key_arn}, []),
+}
+for case, (values, prefixes_with_role) in creation_cases.items():
+    created = resources_of(to_cloudformation(template, values), values)
+    role = created.get("RepositoryCreationRole", {}).get("Properties")
+    templates = {r["Properties"]["Prefix"]: r["Properties"] for r in created.values()
+                 if r["Type"] == "AWS::ECR::RepositoryCreationTemplate"}
+    check(f"{case}: " + ("the creation templates name the stack's repository creation role" if prefixes_with_role
+                         else "no repository creation role, and no template names one"),
+          bool(role) == bool(prefixes_with_role)
+          and all(t.get("CustomRoleArn") == ("<RepositoryCreationRole.Arn>" if prefixes_with_role else None)
+                  for t in templates.values()))
+    if not role:
+        continue
+    trust = role["AssumeRolePolicyDocument"]["Statement"]
+    check(f"{case}: only ECR may assume the repository creation role",
+          [(s["Effect"], s["Principal"], s["Action"]) for s in trust]
+          == [("Allow", {"Service": "ecr.amazonaws.com"}, "sts:AssumeRole")])
+    granted = {(a, r) for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]
+               for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+               for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])}
+    wanted = ({(a, f"{repository_arn}{p}/*") for a in ("ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource")
+               for p in prefixes_with_role}
+              | {(a, key_arn) for a in ("kms:CreateGrant", "kms:RetireGrant", "kms:DescribeKey")})
+    check(f"{case}: the creation role may create, replicate and tag the rules' repositories and use that key, nothing else",
+          granted == wanted)
 
 # The rules' patterns match the sample events, and leave out the ECS events that start nothing.
 samples = {name: json.loads((ROOT / "events" / f"{name}.json").read_text())
