@@ -10,6 +10,14 @@ pub async fn load_config(region: Option<String>) -> SdkConfig {
     if let Some(region) = region {
         loader = loader.region(Region::new(region));
     }
+    // WARM_AWS_ENDPOINT_URL: where every AWS call goes (an emulator under `sam local
+    // invoke`, which can only set variables the template declares). Empty means unset,
+    // as for every setting; the SDK's own AWS_ENDPOINT_URL, empty, stops the start.
+    if let Ok(url) = std::env::var("WARM_AWS_ENDPOINT_URL") {
+        if !url.trim().is_empty() {
+            loader = loader.endpoint_url(url.trim());
+        }
+    }
     loader.load().await
 }
 

@@ -510,8 +510,8 @@ def main():
             "env": {"WARM_IMAGES": "", "WARM_RULES": "", "WARM_CONCURRENCY": "16",
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
-                    "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "5m",
-                    "WARM_RECHECK_ATTEMPTS": "6", "WARM_DOCTOR": "true"},
+                    "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "60s",
+                    "WARM_RECHECK_ATTEMPTS": "8", "WARM_DOCTOR": "true"},
         })
 
         ec2, kms, sns = moto.client("ec2"), moto.client("kms"), moto.client("sns")
@@ -562,8 +562,8 @@ def main():
             "env": {"WARM_IMAGES": "", "WARM_RULES": "", "WARM_CONCURRENCY": "16",
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
-                    "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "5m",
-                    "WARM_RECHECK_ATTEMPTS": "6", "WARM_DOCTOR": "true"},
+                    "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "60s",
+                    "WARM_RECHECK_ATTEMPTS": "8", "WARM_DOCTOR": "true"},
         })
         # What ECS runs, and both ECS events.
         check_stack(moto, "warmer-ecs", {"WarmFromEcs": "families", "EcsClusters": "prod,staging",
@@ -576,8 +576,8 @@ def main():
             "env": {"WARM_IMAGES": "", "WARM_RULES": "", "WARM_CONCURRENCY": "16",
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
-                    "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "5m",
-                    "WARM_RECHECK_ATTEMPTS": "6", "WARM_DOCTOR": "true",
+                    "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "60s",
+                    "WARM_RECHECK_ATTEMPTS": "8", "WARM_DOCTOR": "true",
                     "WARM_FROM_ECS": "families", "WARM_ECS_CLUSTERS": "prod,staging"},
         })
         ok = True

@@ -84,10 +84,10 @@ check("the template never sets the SDK's AWS_ENDPOINT_URL", not any(k == "AWS_EN
 check("what ECS runs is warmed only when asked (WarmFromEcs, WarmOnNewTaskDefinition, WarmOnPullFailure default to false)",
       [parameters.get(p, {}).get("Default") for p in ("WarmFromEcs", "WarmOnNewTaskDefinition", "WarmOnPullFailure")]
       == ["false"] * 3 and parameters["WarmFromEcs"].get("AllowedValues") == ["false", "true", "families"])
-check("the settings' defaults: every platform, layers verified, 2m layer wait, re-checks after 5m, 6 times, no TPS cap",
+check("the settings' defaults: every platform, layers verified, 2m layer wait, next tries after 60s, 8 of them, no TPS cap",
       tuple(str(parameters.get(p, {}).get("Default")) for p in
             ("Platforms", "Layers", "LayerWait", "RecheckDelay", "RecheckAttempts", "MaxTps"))
-      == ("", "verify", "2m", "5m", "6", ""))
+      == ("", "verify", "2m", "60s", "8", ""))
 check("the registry checks at start (Doctor) are on by default, true or false",
       parameters.get("Doctor", {}).get("Default") == "true"
       and parameters["Doctor"].get("AllowedValues") == ["true", "false"])
@@ -133,7 +133,7 @@ for f in filters.values():
 check("metric filters count timeouts and failed starts",
       set(fed) == {"Timeouts", "InitFailures"} and all(len(v) == 2 for v in fed.values()))
 # The init failure filter looks for the function's own line: it must still say so.
-source = (ROOT / "src" / "lambda.rs").read_text()
+source = (ROOT / "src" / "lambda" / "mod.rs").read_text()
 for pattern in fed.get("InitFailures", []):
     if pattern.startswith('"'):
         check(f"the function still logs {pattern} when it cannot start", pattern.strip('"') in source)
@@ -166,7 +166,7 @@ def accepts(name, value):
     return "AllowedPattern" not in spec or re.fullmatch(spec["AllowedPattern"], value) is not None
 
 
-# What the function refuses at start (src/lambda.rs, Settings::from_env; src/duration.rs), the
+# What the function refuses at start (src/lambda/environment.rs and src/warm/settings.rs, from_env; src/duration.rs), the
 # template refuses at deploy: a value that passes the template must not stop every start. Each
 # parameter: (values the function refuses, values it takes).
 refused_and_taken = {
