@@ -350,4 +350,19 @@ mod tests {
             json!({"Records": [{"messageId": "a", "body": "nginx", "eventSource": "aws:sqs"}]});
         assert!(matches!(decode(sqs), Ok(Trigger::Sqs(_))));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_payload_makes_the_decoder_panic(payload in crate::testing::json::value()) {
+            let _ = decode(payload);
+        }
+
+        #[test]
+        fn no_sqs_body_makes_the_decoder_panic(body in crate::testing::json::value(), text in ".{0,200}") {
+            for body in [body.to_string(), text] {
+                let event = json!({"Records": [{"messageId": "m", "body": body, "eventSource": "aws:sqs"}]});
+                let _ = decode(event);
+            }
+        }
+    }
 }

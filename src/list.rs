@@ -198,4 +198,24 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        /// Any bytes read as a list: no panic, and never more entries, nor
+        /// more text, than the list held.
+        #[test]
+        fn any_list_is_read_within_its_own_size(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let entries = read_list_bytes(&bytes);
+            proptest::prop_assert!(entries.len() <= bytes.len());
+            let text: usize = entries
+                .iter()
+                .map(|entry| match entry {
+                    ListEntry::Text(text) => text.len(),
+                    ListEntry::Unreadable { input, .. } => input.len(),
+                })
+                .sum();
+            proptest::prop_assert!(text <= bytes.len() * 3);
+            let text = String::from_utf8_lossy(&bytes);
+            proptest::prop_assert!(read_list(&text).len() <= text.len());
+        }
+    }
 }

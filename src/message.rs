@@ -137,4 +137,19 @@ mod tests {
             "the message body has no \"images\" list (its fields: image)"
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a sender writes, reading it neither panics nor makes more
+        /// than the body held.
+        #[test]
+        fn reading_any_body_is_bounded(body in crate::testing::json::value(), text in "(.|\n){0,300}") {
+            for body in [body.to_string(), text] {
+                if let Ok(received) = QueueMessage::read(&body) {
+                    let bytes: usize = received.entries.iter().map(String::len).sum();
+                    proptest::prop_assert!(received.entries.len() <= body.len());
+                    proptest::prop_assert!(bytes <= body.len() * 4 + 64);
+                }
+            }
+        }
+    }
 }

@@ -95,8 +95,10 @@ impl Function {
                 let bodies: Vec<String> = messages.iter().filter_map(|m| m.body.clone()).collect();
                 let records: Vec<Value> = messages
                     .iter()
-                    .map(|m| json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle,
-                                    "body": m.body, "eventSource": "aws:sqs"}))
+                    .map(|m| {
+                        json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle,
+                                    "body": m.body, "eventSource": "aws:sqs"})
+                    })
                     .collect();
                 for message in &messages {
                     self.sqs
@@ -152,7 +154,11 @@ async fn an_outage_longer_than_one_invocation_ends_warm_through_the_queue() {
         assert_eq!(bodies.len(), 1);
         assert_eq!(images_of(&bodies[0]), ["nginx:1.27"]);
         let answer = function.invoke(event, Duration::from_secs(30)).await;
-        assert_eq!(answer, json!({"batchItemFailures": []}), "the message is done");
+        assert_eq!(
+            answer,
+            json!({"batchItemFailures": []}),
+            "the message is done"
+        );
     }
     assert!(tries >= 2, "tried again through the queue");
     let after = function
@@ -171,9 +177,27 @@ async fn a_message_larger_than_one_invocation_goes_back_without_what_it_warmed()
     )
     .await;
     let list: Vec<String> = [
-        "1.27", "1.26", "1.27.0", "1.27.1", "1.27.2", "1.27.3", "mainline", "latest", "1.26.3",
-        "1.26.0", "1.26.1", "1.26.2", "1.25.5", "stable", "1.27.3-alpine", "1.27.0-alpine",
-        "1.27.1-alpine", "1.27.2-alpine", "alpine", "1.27.3-alpine-slim", "1.28.0",
+        "1.27",
+        "1.26",
+        "1.27.0",
+        "1.27.1",
+        "1.27.2",
+        "1.27.3",
+        "mainline",
+        "latest",
+        "1.26.3",
+        "1.26.0",
+        "1.26.1",
+        "1.26.2",
+        "1.25.5",
+        "stable",
+        "1.27.3-alpine",
+        "1.27.0-alpine",
+        "1.27.1-alpine",
+        "1.27.2-alpine",
+        "alpine",
+        "1.27.3-alpine-slim",
+        "1.28.0",
     ]
     .iter()
     .map(|tag| format!("nginx:{tag}"))
@@ -185,7 +209,8 @@ async fn a_message_larger_than_one_invocation_goes_back_without_what_it_warmed()
     .collect();
     assert_eq!(list.len(), 30);
     let body = json!({ "images": list }).to_string();
-    let mut event = json!({"Records": [{"messageId": "big", "body": body, "eventSource": "aws:sqs"}]});
+    let mut event =
+        json!({"Records": [{"messageId": "big", "body": body, "eventSource": "aws:sqs"}]});
 
     let mut left: Vec<String> = list.clone();
     let mut receives = 0;
@@ -193,7 +218,11 @@ async fn a_message_larger_than_one_invocation_goes_back_without_what_it_warmed()
         receives += 1;
         assert!(receives <= 12, "the list converges: {left:?} left");
         let answer = function.invoke(event, Duration::from_secs(3)).await;
-        assert_eq!(answer, json!({"batchItemFailures": []}), "the message is done");
+        assert_eq!(
+            answer,
+            json!({"batchItemFailures": []}),
+            "the message is done"
+        );
         let Some((next, bodies)) = function.receive(Duration::from_secs(5)).await else {
             break;
         };

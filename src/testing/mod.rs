@@ -2,5 +2,6 @@
 //! module: the SQS queue, ECR's answers and an upstream registry.
 
 pub mod ecr;
+pub mod json;
 pub mod queue;
 pub mod upstream;
