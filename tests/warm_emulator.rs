@@ -36,7 +36,10 @@ fn imports_then_finds_unchanged_then_refreshes_a_moved_tag() {
             {"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"},
             {"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io"}
         ],
-        "denied_namespaces": ["docker-hub/bitnami"]
+        "denied_namespaces": ["docker-hub/bitnami"],
+        // ECR checks a cached tag upstream again only after 24 hours, the emulator's default:
+        // here on every pull, so that the moved tag is refreshed at once.
+        "recheck_interval_seconds": 0
     }));
     let emulator = MotoServer::start_emulator(&dir.config);
     let images = [
