@@ -238,9 +238,12 @@ fn hint(code: &str, context: &FailureContext<'_>) -> Option<String> {
              check, so private pulls of it fail. Pull it once from a host with internet access, \
              check the upstream, then warm it again"
         ),
-        "ImageTagDoesNotMatchDigest" => "the tag now points at another digest than the one \
-             written: update the pinned digest, or warm the tag alone"
-            .to_string(),
+        "ImageTagDoesNotMatchDigest" => format!(
+            "{upstream}: the tag has moved upstream to another digest than the pinned one, and \
+             a pull-through cache can only import what a tag points at now, so pulls of the \
+             pinned digest through the cache will fail: update the pinned digest to the one the \
+             tag points at now (in the message), or warm the tag alone"
+        ),
         "KmsError" => format!(
             "ECR could not use the KMS key of {repository}: check that the key exists and its \
              policy lets ECR use it (see the repository creation template for {prefix})"
