@@ -26,8 +26,9 @@ moto serves ECR's repositories and images; this adds what moto lacks:
   the request, not of arrival order;
 - the upstream registries themselves, from the same catalog: the registry API v2 (Docker
   distribution / OCI) under /upstream/<registry>/, with token authentication, paginated tag
-  lists and a log of the requests (see "Upstream registries" below), so that what a client
-  lists upstream is what the cache imports.
+  lists, Docker Hub-style pull limits that the cache's imports spend too, and a log of the
+  requests (see "Upstream registries" below), so that what a client lists upstream is what the
+  cache imports.
 
 Run: python emulator/ecr_emulator.py --port 5000 [--config emulator/demo.json]
 
