@@ -168,3 +168,23 @@ async fn a_pinned_tag_on_an_empty_cache_is_warm_when_the_tag_points_at_the_pin()
     let (_, again) = warm(&emulator, &[&pinned, &platform]);
     assert_eq!(statuses(&again), ["unchanged", "unchanged"], "{again}");
 }
+
+#[test]
+fn a_spent_docker_hub_pull_limit_fails_the_import_with_its_hint() {
+    // One pull left: nginx:1.26 (one manifest) takes it, nginx:1.27 (an index of
+    // three manifests) finds none left.
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+        "upstream_pull_limits": {"registry-1.docker.io": {"limit": 100, "remaining": 1}}
+    }));
+    let emulator = MotoServer::start_emulator(&dir.config);
+    let (code, document) = warm(&emulator, &["nginx:1.26", "nginx:1.27"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(statuses(&document), ["imported", "failed"], "{document}");
+    let image = &document["images"][1];
+    assert_eq!(image["failure_code"], "UpstreamTooManyRequests");
+    assert!(image["hint"]
+        .as_str()
+        .unwrap()
+        .contains("100 manifest pulls per 6 hours"));
+}
