@@ -5,8 +5,13 @@ moto serves ECR's repositories and images; this adds what moto lacks:
 - CreatePullThroughCacheRule, DescribePullThroughCacheRules (paginated), DeletePullThroughCacheRule;
 - the first pull through a rule imports the image from an upstream catalog (a JSON file),
   creating the cache repository as ECR does; a tag that changed upstream is refreshed on a pull
-  after the re-check interval; a tag absent upstream gives ImageNotFound; a namespace that the
-  registry policy denies gives RepositoryNotFoundException, as ECR does;
+  after the re-check interval (24 hours, as in ECR); a tag absent upstream gives ImageNotFound; a
+  namespace that the registry policy denies gives RepositoryNotFoundException, as ECR does;
+- only a pull by tag fills the cache: a pull by digest, or by tag and digest, of an image that is
+  not in the cache repository yet fails ImageNotFound, as users report of ECR
+  (aws/containers-roadmap #2837);
+- DescribeImages with imagePushedAt (when the cache imported the image) and lastRecordedPullTime
+  (its last pull through BatchGetImage), ECR's fields;
 - GetDownloadUrlForLayer for imported layers (the config blob and every layer of each image
   manifest), with a URL on ECR's layer storage once the layer is cached and an upstream URL
   while it is pending, and ECR's layer errors on demand;
@@ -21,8 +26,9 @@ moto serves ECR's repositories and images; this adds what moto lacks:
   the request, not of arrival order;
 - the upstream registries themselves, from the same catalog: the registry API v2 (Docker
   distribution / OCI) under /upstream/<registry>/, with token authentication, paginated tag
-  lists and a log of the requests (see "Upstream registries" below), so that what a client
-  lists upstream is what the cache imports.
+  lists, Docker Hub-style pull limits that the cache's imports spend too, and a log of the
+  requests (see "Upstream registries" below), so that what a client lists upstream is what the
+  cache imports.
 
 Run: python emulator/ecr_emulator.py --port 5000 [--config emulator/demo.json]
 
@@ -38,7 +44,9 @@ Config keys (a JSON object; all optional):
   catalog                    the upstream catalog (default catalog.json beside this file); relative
                              to the config file when given with --config. Its format is in its
                              _comment; a tag may be an alias of another tag of its repository.
-  recheck_interval_seconds   a cached tag is checked upstream again only after this long (default 0).
+  recheck_interval_seconds   a cached tag is checked upstream again only when pulled at least this
+                             long after its last check (default 86400: ECR's 24 hours). Tests that
+                             move a tag upstream and expect a refresh set 0.
   denied_namespaces          cache repository prefixes whose first pull fails as a registry policy
                              without ecr:CreateRepository does: RepositoryNotFoundException. (The
                              registry policy below is stored and answered, not enforced: whether a
@@ -110,6 +118,18 @@ Config keys (a JSON object; all optional):
                              per (registry, repository), the first N tags/list requests that carry a
                              valid token are answered 429 TOOMANYREQUESTS with Retry-After: S (default
                              1), the next M 503 UNAVAILABLE, the rest as usual. Counted, not drawn.
+  upstream_pull_limits       {"<registry>": {"limit": N, "remaining": M, "window_seconds": W}}: that
+                             registry counts manifest pulls as Docker Hub does. Its manifest answers
+                             (GET and HEAD) carry ratelimit-limit: N;w=W and ratelimit-remaining: M;w=W
+                             (W default 21600, Docker Hub's 6 hours; M default N). A GET that serves a
+                             manifest spends one pull, a HEAD none; with none left a GET answers 429
+                             TOOMANYREQUESTS. The cache's imports through a rule for that registry
+                             spend the same pulls, one per manifest fetched (the tag's manifest on a
+                             first pull or a re-check, then each platform manifest of an index that
+                             is not cached yet); with too few left an uncached tag fails
+                             UpstreamTooManyRequests and a cached one is still served. The count
+                             never resets (the window is only shown). A registry not listed is
+                             unlimited and sends no such headers.
 
 Upstream registries: every registry of the catalog (registry-1.docker.io, public.ecr.aws, quay.io,
 registry.k8s.io, localhost:5000) is served under http://<emulator>/upstream/<registry>, a base URL to
@@ -136,7 +156,8 @@ and media type) with Docker-Distribution-API-Version: registry/2.0.
   GET|HEAD <base>/v2/<name>/manifests/<tag or digest>
                              with a token as for tags/list (no faults), the manifest's bytes, with
                              its media type as Content-Type and Docker-Content-Digest: the same bytes
-                             and digest as the cache imports; 404 MANIFEST_UNKNOWN if there is none.
+                             and digest as the cache imports; 404 MANIFEST_UNKNOWN if there is none;
+                             see upstream_pull_limits for the ratelimit-* headers and 429.
   GET /upstream/_requests    the log of the upstream requests served, oldest first: [{"registry",
                              "method", "path" (below the base: /v2/..., /token), "query" (as sent),
                              "auth" ("none", "basic" or "bearer": the scheme of the Authorization
@@ -197,6 +218,17 @@ UPSTREAM_ERRORS = {
     429: {"code": "TOOMANYREQUESTS", "message": "rate limit exceeded"},
     503: {"code": "UNAVAILABLE", "message": "service unavailable"},
 }
+# Docker Hub's answer to a manifest GET over the pull limit, as users quote it.
+PULL_LIMIT_ERROR = {"code": "TOOMANYREQUESTS", "message": "You have reached your pull rate limit. You may "
+                    "increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit"}
+# ECR re-checks a cached tag upstream at most once per 24 hours (ECR user guide).
+DEFAULT_RECHECK_SECONDS = 86400
+# Docker Hub's pull-limit window, 6 hours, as its ratelimit-* headers give it (w=21600).
+PULL_LIMIT_WINDOW_SECONDS = 21600
+# ECR's failureReason texts. ImageNotFound's is what users see ("manifest unknown: Requested image
+# not found"); UpstreamTooManyRequests' is not documented anywhere: a plausible text.
+IMAGE_NOT_FOUND = "Requested image not found"
+UPSTREAM_TOO_MANY_REQUESTS = "The upstream registry refused the request: too many requests (pull rate limit)"
 
 
 def upstream_name(url):
@@ -347,7 +379,7 @@ class Emulator:
     def __init__(self, config):
         self.config = config
         self.catalog = Catalog(config.get("catalog", DEFAULT_CATALOG))
-        self.recheck_seconds = float(config.get("recheck_interval_seconds", 0))
+        self.recheck_seconds = float(config.get("recheck_interval_seconds", DEFAULT_RECHECK_SECONDS))
         self.denied = list(config.get("denied_namespaces", []))
         self.pending_layer_share = float(config.get("pending_layer_share", 0))
         self.pending_requests = int(config.get("pending_layer_requests", 1))
@@ -380,6 +412,13 @@ class Emulator:
         self.upstream_throttled = int(upstream_faults.get("throttle_requests", 0))
         self.upstream_retry_after = int(upstream_faults.get("retry_after_seconds", 1))
         self.upstream_unavailable = int(upstream_faults.get("unavailable_requests", 0))
+        # registry -> {"limit", "remaining", "window"}: manifest pulls, counted as Docker Hub does.
+        self.pull_limits = {
+            registry: {"limit": int(limit["limit"]), "remaining": int(limit.get("remaining", limit["limit"])),
+                       "window": int(limit.get("window_seconds", PULL_LIMIT_WINDOW_SECONDS))}
+            for registry, limit in config.get("upstream_pull_limits", {}).items()
+        }
+        self.pulled = {}  # (region, repository, digest) -> time of its last pull through BatchGetImage
         self.tokens = {}  # token -> (registry, scopes, expiry on time.monotonic())
         self.listings = {}  # (registry, repository) -> tags/list requests with a valid token so far
         self.upstream_log = []
@@ -426,6 +465,8 @@ class Emulator:
         environ["wsgi.input"] = io.BytesIO(body)
         try:
             self.inject_faults(operation, body, region_of(environ))
+            if operation == "DescribeImages":
+                return self.describe_images(environ, start_response, body, region_of(environ))
             handler = self.handlers.get(operation)
             if handler is None:
                 return self.moto(environ, start_response)
@@ -434,6 +475,28 @@ class Emulator:
             return respond(start_response, 200, answer)
         except EcrError as error:
             return respond(start_response, error.status, {"__type": error.code, "message": error.message})
+
+    def describe_images(self, environ, start_response, body, region):
+        """moto's DescribeImages (with its imagePushedAt: when the cache imported the image), plus
+        ECR's lastRecordedPullTime for the images that BatchGetImage has served. (ECR updates that
+        time at least once every 24 hours; here on every pull.)"""
+        answered = {}
+
+        def capture(status, headers, exc_info=None):
+            answered["status"], answered["headers"] = status, headers
+
+        data = b"".join(self.moto(environ, capture))
+        if not answered["status"].startswith("200"):
+            start_response(answered["status"], answered["headers"])
+            return [data]
+        answer = json.loads(data)
+        name = json.loads(body or b"{}").get("repositoryName")
+        with self.lock:
+            for detail in answer.get("imageDetails", []):
+                pulled = self.pulled.get((region, name, detail.get("imageDigest")))
+                if pulled is not None:
+                    detail["lastRecordedPullTime"] = pulled
+        return respond(start_response, 200, answer)
 
     def inject_faults(self, operation, body, region):
         if self.latency:
@@ -509,7 +572,7 @@ class Emulator:
             return self.upstream_tags(environ, registry, path[len("/v2/"):-len("/tags/list")])
         name, sep, reference = path[len("/v2/"):].rpartition("/manifests/")
         if path.startswith("/v2/") and sep and name and reference:
-            return self.upstream_manifest(environ, registry, name, reference)
+            return self.upstream_manifest(environ, method, registry, name, reference)
         return 404, {"errors": [{"code": "NOT_FOUND", "message": "not found"}]}, []
 
     def upstream_token(self, environ, registry):
@@ -592,7 +655,7 @@ class Emulator:
             headers.append(("Link", f'<{link}>; rel="next"'))
         return 200, {"name": name, "tags": page}, headers
 
-    def upstream_manifest(self, environ, registry, name, reference):
+    def upstream_manifest(self, environ, method, registry, name, reference):
         if not self.authorized(environ, registry, name):
             return self.challenge(environ, registry, name)
         repository = self.catalog.repository(registry, name)
@@ -602,8 +665,34 @@ class Emulator:
         if found is None:
             return 404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown",
                                      "detail": {"Tag" if ":" not in reference else "Digest": reference}}]}, []
+        # Docker Hub counts a GET of a manifest as a pull and a HEAD as none (its pulls page).
+        # Whether a GET that finds no manifest counts is not documented: here it does not.
+        if method == "GET" and not self.spend_pull(registry):
+            return 429, {"errors": [PULL_LIMIT_ERROR]}, self.pull_limit_headers(registry)
         body, media_type, digest, _ = found
-        return 200, body, [("Content-Type", media_type), ("Docker-Content-Digest", digest)]
+        return 200, body, [("Content-Type", media_type), ("Docker-Content-Digest", digest),
+                           *self.pull_limit_headers(registry)]
+
+    def spend_pull(self, registry):
+        """Spends one manifest pull of a registry with a pull limit; False when none is left."""
+        with self.lock:
+            budget = self.pull_limits.get(registry)
+            if budget is None:
+                return True
+            if budget["remaining"] <= 0:
+                return False
+            budget["remaining"] -= 1
+            return True
+
+    def pull_limit_headers(self, registry):
+        """Docker Hub's ratelimit-limit and ratelimit-remaining headers, after this request."""
+        with self.lock:
+            budget = self.pull_limits.get(registry)
+            if budget is None:
+                return []
+            window = budget["window"]
+            return [("ratelimit-limit", f"{budget['limit']};w={window}"),
+                    ("ratelimit-remaining", f"{budget['remaining']};w={window}")]
 
     # --- pull-through cache rules ---
 
@@ -786,17 +875,27 @@ class Emulator:
         images, failures = [], []
         for image_id in ids:
             tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
+            if digest and find_image(repository, None, digest) is None:
+                # Only a pull by tag fills the cache. A digest that is not cached yet is missing,
+                # also when the id names a tag too: users report this of ECR (aws/containers-
+                # roadmap #2837); the failureReason is the one ECR gives for a missing image.
+                failures.append(failure(image_id, "ImageNotFound", IMAGE_NOT_FOUND))
+                continue
             if found and tag:
                 if self.fault("UpstreamUnavailable", self.unavailable_share, region, name, tag):
                     failures.append(failure(image_id, "UpstreamUnavailable", "The upstream registry is unavailable"))
                     continue
-                self.import_tag(backend, repository, found, tag, region)
+                refused = self.import_tag(backend, repository, found, tag, region)
+                if refused is not None:
+                    failures.append(failure(image_id, *refused))
+                    continue
             image = find_image(repository, tag, digest)
             if image is None:
-                failures.append(failure(image_id, "ImageNotFound", "Requested image not found"))
+                failures.append(failure(image_id, "ImageNotFound", IMAGE_NOT_FOUND))
             elif digest and tag and image.get_image_digest() != digest:
                 failures.append(failure(image_id, "ImageTagDoesNotMatchDigest", "Tag does not match digest"))
             else:
+                self.pulled[(region, name, image.get_image_digest())] = time.time()
                 images.append({
                     "registryId": DEFAULT_ACCOUNT_ID,
                     "repositoryName": name,
@@ -808,27 +907,45 @@ class Emulator:
         return {"images": images, "failures": failures}
 
     def import_tag(self, backend, repository, found, tag, region):
-        """Imports or re-checks a tag, as a pull through the cache does."""
+        """Imports or re-checks a tag, as a pull through the cache does. None, or the failure
+        (code, reason) of a tag the cache could not import."""
         rule, path = found
+        registry = rule["upstreamRegistryUrl"]
         key = (region, repository.name, tag)
         cached = find_image(repository, tag, None)
         last = self.checked.get(key)
         if cached is not None and last is not None and time.time() - last < self.recheck_seconds:
-            return
+            return None
         self.checked[key] = time.time()
-        upstream = self.catalog.lookup(rule["upstreamRegistryUrl"], path, tag)
+        # When the upstream check fails the cached copy is still served (ECR user guide).
+        too_many = None if cached is not None else ("UpstreamTooManyRequests", UPSTREAM_TOO_MANY_REQUESTS)
+        upstream = self.catalog.lookup(registry, path, tag)
         if upstream is None:
-            return  # absent upstream: a cached copy is still served, else ImageNotFound
+            return None  # absent upstream: a cached copy is still served, else ImageNotFound
+        # The cache GETs the tag's manifest, on a first pull and on each re-check: a pull that the
+        # registry counts against the rule's credential like anyone's.
+        if not self.spend_pull(registry):
+            return too_many
         body, media_type, digest, children = upstream
         if cached is not None and cached.get_image_digest() == digest:
-            return
-        pending = [(body, media_type, digest, children)]
+            return None
+        missing, pending, seen = [], list(children), set()
         while pending:
-            child_body, child_type, child_digest, grandchildren = pending.pop()
-            pending.extend(grandchildren)
-            if child_digest != digest and find_image(repository, None, child_digest) is None:
-                backend.put_image(repository.name, child_body.decode(), None, child_type, child_digest)
+            child = pending.pop(0)
+            if child[2] in seen or child[2] == digest or find_image(repository, None, child[2]) is not None:
+                continue
+            seen.add(child[2])
+            missing.append(child)
+            pending.extend(child[3])
+        # Then each manifest of the index that is not cached yet, one GET each; nothing is stored
+        # unless all of them could be fetched.
+        for _ in missing:
+            if not self.spend_pull(registry):
+                return too_many
+        for child_body, child_type, child_digest, _ in missing:
+            backend.put_image(repository.name, child_body.decode(), None, child_type, child_digest)
         backend.put_image(repository.name, body.decode(), tag, media_type, digest)
+        return None
 
     def get_download_url_for_layer(self, request, region):
         name, layer = request["repositoryName"], request["layerDigest"]
@@ -985,7 +1102,8 @@ def main(argv=None):
                         "faults (latency_ms, throttle_share, upstream_unavailable_share, "
                         "upstream_layer_error_share, seed), upstream_credentials, upstream_page_size, "
                         "upstream_max_page_size, upstream_token_seconds, upstream_faults (throttle_requests, "
-                        "retry_after_seconds, unavailable_requests), described below")
+                        "retry_after_seconds, unavailable_requests), upstream_pull_limits (limit, remaining, "
+                        "window_seconds), described below")
     parser.add_argument("--catalog", help="the upstream catalog (default: catalog.json beside this file)")
     parser.add_argument("--rule", action="append", default=[], metavar="PREFIX=UPSTREAM",
                         help="a pull-through cache rule to create at start; repeatable")

@@ -270,9 +270,12 @@ fn hint(code: &str, context: &FailureContext<'_>) -> Option<String> {
              raise the function's Timeout, or lower WARM_MESSAGE_IMAGES so that one message fits \
              one invocation"
             .to_string(),
-        "ImageTagDoesNotMatchDigest" => "the tag now points at another digest than the one \
-             written: update the pinned digest, or warm the tag alone"
-            .to_string(),
+        "ImageTagDoesNotMatchDigest" => format!(
+            "{upstream}: the tag has moved upstream to another digest than the pinned one, and \
+             a pull-through cache can only import what a tag points at now, so pulls of the \
+             pinned digest through the cache will fail: update the pinned digest to the one the \
+             tag points at now (in the message), or warm the tag alone"
+        ),
         "KmsError" => format!(
             "ECR could not use the KMS key of {repository}: check that the key exists and its \
              policy lets ECR use it (see the repository creation template for {prefix})"

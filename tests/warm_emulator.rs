@@ -36,7 +36,10 @@ fn imports_then_finds_unchanged_then_refreshes_a_moved_tag() {
             {"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"},
             {"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io"}
         ],
-        "denied_namespaces": ["docker-hub/bitnami"]
+        "denied_namespaces": ["docker-hub/bitnami"],
+        // ECR checks a cached tag upstream again only after 24 hours, the emulator's default:
+        // here on every pull, so that the moved tag is refreshed at once.
+        "recheck_interval_seconds": 0
     }));
     let emulator = MotoServer::start_emulator(&dir.config);
     let images = [
@@ -96,4 +99,92 @@ fn throttling_and_upstream_outages_are_ridden_out() {
     );
     assert_eq!(code, Some(0), "{document}");
     assert_eq!(statuses(&document), ["imported"; 4]);
+}
+
+#[tokio::test]
+async fn a_pinned_tag_on_an_empty_cache_is_warm_when_the_tag_points_at_the_pin() {
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+        "recheck_interval_seconds": 0
+    }));
+    let emulator = MotoServer::start_emulator(&dir.config);
+    let hub = "registry-1.docker.io";
+    let (index, manifest) = emulator
+        .upstream_manifest(hub, "library/nginx", "1.27")
+        .await;
+    let (old, _) = emulator
+        .upstream_manifest(hub, "library/nginx", "1.26")
+        .await;
+    let arm64 = manifest["manifests"][1]["digest"].as_str().unwrap();
+    assert_eq!(
+        manifest["manifests"][1]["platform"]["architecture"],
+        "arm64"
+    );
+    move_tag_upstream(&dir.path.join("catalog.json"));
+    let (new, _) = emulator
+        .upstream_manifest(hub, "library/nginx", "1.26")
+        .await;
+    assert_ne!(old, new);
+
+    let pinned = format!("nginx:1.27@{index}");
+    let platform = format!("nginx:1.27@{arm64}");
+    let moved = format!("nginx:1.26@{old}");
+    let digest_only = format!("nginx@{old}");
+    let (code, document) = warm(&emulator, &[&pinned, &platform, &moved, &digest_only]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        statuses(&document),
+        ["imported", "imported", "failed", "failed"],
+        "{document}"
+    );
+    let images = &document["images"];
+    assert_eq!(images[0]["digest"], index.as_str());
+    assert_eq!(images[0]["platforms"].as_array().unwrap().len(), 2);
+    // A pin of arm64's manifest warms arm64 alone, with its layers.
+    let platforms = images[1]["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), 1, "{}", images[1]);
+    assert_eq!(platforms[0]["digest"], arm64);
+    assert_eq!(platforms[0]["status"], "imported");
+    assert!(platforms[0]["layers"]["cached"].as_u64().unwrap() > 0);
+
+    assert_eq!(images[2]["failure_code"], "ImageTagDoesNotMatchDigest");
+    assert_eq!(
+        images[2]["message"],
+        format!("tag 1.26 points at {new} now, not at the pinned {old}")
+    );
+    let hint = images[2]["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("can only import what a tag points at now"),
+        "{hint}"
+    );
+    // A digest alone is still not imported: the cache fills only from tag pulls.
+    assert_eq!(images[3]["failure_code"], "ImageNotFound");
+    assert!(images[3]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("cannot fill the cache from a pull by digest"));
+
+    // Warmed again: the pins the cache holds are unchanged.
+    let (_, again) = warm(&emulator, &[&pinned, &platform]);
+    assert_eq!(statuses(&again), ["unchanged", "unchanged"], "{again}");
+}
+
+#[test]
+fn a_spent_docker_hub_pull_limit_fails_the_import_with_its_hint() {
+    // One pull left: nginx:1.26 (one manifest) takes it, nginx:1.27 (an index of
+    // three manifests) finds none left.
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+        "upstream_pull_limits": {"registry-1.docker.io": {"limit": 100, "remaining": 1}}
+    }));
+    let emulator = MotoServer::start_emulator(&dir.config);
+    let (code, document) = warm(&emulator, &["nginx:1.26", "nginx:1.27"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(statuses(&document), ["imported", "failed"], "{document}");
+    let image = &document["images"][1];
+    assert_eq!(image["failure_code"], "UpstreamTooManyRequests");
+    assert!(image["hint"]
+        .as_str()
+        .unwrap()
+        .contains("100 manifest pulls per 6 hours"));
 }

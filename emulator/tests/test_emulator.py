@@ -151,30 +151,37 @@ def child_manifest(ecr, index, position):
     return ecr.batch_get_image(repositoryName=NGINX, imageIds=[{"imageDigest": digest}])["images"][0]["imageManifest"]
 
 
-def test_a_tag_moved_upstream_is_refreshed_on_the_next_pull(start, catalog):
-    ecr = start()
-    before = pull(ecr, NGINX, "1.26")["images"][0]["imageId"]["imageDigest"]
+def move_tag(catalog):
+    """Changes the image of nginx:1.26 upstream."""
     data = json.loads(catalog.read_text())
     data["registry-1.docker.io"]["library/nginx"]["tags"]["1.26"]["layers"][0]["size"] += 1
     catalog.write_text(json.dumps(data))
     os.utime(catalog, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+
+
+def test_a_tag_moved_upstream_is_refreshed_on_the_next_pull(start, catalog):
+    ecr = start(recheck_interval_seconds=0)
+    before = pull(ecr, NGINX, "1.26")["images"][0]["imageId"]["imageDigest"]
+    move_tag(catalog)
     after = pull(ecr, NGINX, "1.26")["images"][0]["imageId"]["imageDigest"]
     assert after != before
     tagged = ecr.describe_images(repositoryName=NGINX, imageIds=[{"imageTag": "1.26"}])["imageDetails"][0]
     assert tagged["imageDigest"] == after
 
 
-def test_the_recheck_interval_keeps_the_cached_tag(start, catalog):
-    ecr = start(recheck_interval_seconds=86400)
+def test_by_default_a_cached_tag_is_checked_upstream_again_only_after_24_hours(start, catalog, monkeypatch):
+    ecr = start()
     before = pull(ecr, NGINX, "1.26")["images"][0]["imageId"]["imageDigest"]
-    data = json.loads(catalog.read_text())
-    data["registry-1.docker.io"]["library/nginx"]["tags"]["1.26"]["layers"][0]["size"] += 1
-    catalog.write_text(json.dumps(data))
+    move_tag(catalog)
     assert pull(ecr, NGINX, "1.26")["images"][0]["imageId"]["imageDigest"] == before
+    # Pulled a day later, the tag is checked again and refreshed.
+    now = time.time()
+    monkeypatch.setattr(ecr_emulator.time, "time", lambda: now + 86400)
+    assert pull(ecr, NGINX, "1.26")["images"][0]["imageId"]["imageDigest"] != before
 
 
 def test_absent_upstream_is_image_not_found_and_a_cached_copy_is_still_served(start, catalog):
-    ecr = start()
+    ecr = start(recheck_interval_seconds=0)
     answer = pull(ecr, NGINX, "0.0-missing", "1.26")
     assert [f["failureCode"] for f in answer["failures"]] == ["ImageNotFound"]
     assert answer["failures"][0]["imageId"] == {"imageTag": "0.0-missing"}
@@ -183,6 +190,36 @@ def test_absent_upstream_is_image_not_found_and_a_cached_copy_is_still_served(st
     catalog.write_text(json.dumps(data))
     os.utime(catalog, ns=(time.time_ns(), time.time_ns() + 1_000_000))
     assert pull(ecr, NGINX, "1.26")["failures"] == []
+
+
+def upstream_digest(ecr, tag, name="library/nginx", registry="registry-1.docker.io"):
+    token = token_for(ecr, registry, name)
+    answer = http_get(f"{upstream(ecr, registry)}/v2/{name}/manifests/{tag}", token, method="HEAD")
+    assert answer.status == 200, answer.body
+    return answer.headers["Docker-Content-Digest"]
+
+
+def test_an_uncached_digest_is_missing_also_with_its_tag_until_the_tag_is_pulled(start):
+    ecr = start()
+    digest = upstream_digest(ecr, "1.26")
+    for image_id in ({"imageTag": "1.26", "imageDigest": digest}, {"imageDigest": digest}):
+        answer = ecr.batch_get_image(repositoryName=NGINX, imageIds=[image_id])
+        assert answer["images"] == []
+        assert answer["failures"] == [
+            {"imageId": image_id, "failureCode": "ImageNotFound", "failureReason": "Requested image not found"}]
+    assert ecr.describe_images(repositoryName=NGINX)["imageDetails"] == [], "nothing imported"
+
+    assert pull(ecr, NGINX, "1.26")["images"][0]["imageId"]["imageDigest"] == digest
+    both = ecr.batch_get_image(repositoryName=NGINX, imageIds=[{"imageTag": "1.26", "imageDigest": digest}])
+    assert both["failures"] == []
+    assert both["images"][0]["imageId"] == {"imageTag": "1.26", "imageDigest": digest}
+    alone = ecr.batch_get_image(repositoryName=NGINX, imageIds=[{"imageDigest": digest}])
+    assert alone["images"][0]["imageId"] == {"imageDigest": digest}
+
+    # A cached digest with a tag that points elsewhere.
+    other = pull(ecr, NGINX, "1.27")["images"][0]["imageId"]["imageDigest"]
+    wrong = ecr.batch_get_image(repositoryName=NGINX, imageIds=[{"imageTag": "1.26", "imageDigest": other}])
+    assert [f["failureCode"] for f in wrong["failures"]] == ["ImageTagDoesNotMatchDigest"]
 
 
 def test_a_digest_pull_does_not_fill_the_cache(start):
@@ -847,3 +884,106 @@ def test_catalog_aliases(tmp_path):
     for broken in ({"one": "missing"}, {"one": "two", "two": "one"}, {"one": "one"}):
         with pytest.raises(ValueError):
             ecr_emulator.load_catalog({"r": {"a": {"tags": broken}}})
+
+
+# --- pull limits (Docker Hub's) and when images were pushed and pulled ---
+
+def limits(answer):
+    return answer.headers.get("ratelimit-limit"), answer.headers.get("ratelimit-remaining")
+
+
+def test_upstream_pull_limits_a_get_spends_a_pull_a_head_does_not(start):
+    ecr = start(upstream_pull_limits={"registry-1.docker.io": {"limit": 100, "remaining": 2}})
+    token = token_for(ecr, "registry-1.docker.io", "library/nginx")
+    url = f"{upstream(ecr)}/v2/library/nginx/manifests"
+    head = http_get(f"{url}/1.26", token, method="HEAD")
+    assert (head.status, limits(head)) == (200, ("100;w=21600", "2;w=21600"))
+    assert (head.headers["Content-Type"], head.body) == ("application/vnd.oci.image.manifest.v1+json", b"")
+    get = http_get(f"{url}/1.26", token)
+    assert (get.status, limits(get)) == (200, ("100;w=21600", "1;w=21600"))
+    assert get.headers["Docker-Content-Digest"] == head.headers["Docker-Content-Digest"]
+    by_digest = http_get(f"{url}/{get.headers['Docker-Content-Digest']}", token)
+    assert (by_digest.status, by_digest.body, limits(by_digest)) == (200, get.body, ("100;w=21600", "0;w=21600"))
+    assert http_get(f"{url}/9.99", token).status == 404, "a missing manifest is not a pull"
+
+    refused = http_get(f"{url}/1.27", token)
+    assert (refused.status, limits(refused)) == (429, ("100;w=21600", "0;w=21600"))
+    assert refused.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+    assert "pull rate limit" in refused.json()["errors"][0]["message"]
+    still = http_get(f"{url}/1.27", token, method="HEAD")
+    assert (still.status, limits(still)) == (200, ("100;w=21600", "0;w=21600")), "a HEAD is answered at 0 too"
+
+    # Another registry, not listed: unlimited, no headers.
+    quay = token_for(ecr, "quay.io", "prometheus/node-exporter")
+    answer = http_get(f"{upstream(ecr, 'quay.io')}/v2/prometheus/node-exporter/manifests/v1.8.2", quay)
+    assert (answer.status, limits(answer)) == (200, (None, None))
+
+
+def test_upstream_pull_limits_window_and_remaining_default(start):
+    ecr = start(upstream_pull_limits={"quay.io": {"limit": 3, "window_seconds": 3600}})
+    token = token_for(ecr, "quay.io", "prometheus/node-exporter")
+    answer = http_get(f"{upstream(ecr, 'quay.io')}/v2/prometheus/node-exporter/manifests/v1.8.2", token)
+    assert limits(answer) == ("3;w=3600", "2;w=3600")
+
+
+def remaining(ecr):
+    token = token_for(ecr, "registry-1.docker.io", "library/nginx")
+    return http_get(f"{upstream(ecr)}/v2/library/nginx/manifests/1.26", token, method="HEAD").headers[
+        "ratelimit-remaining"]
+
+
+def test_the_caches_imports_spend_the_pull_limit(start, catalog):
+    ecr = start(upstream_pull_limits={"registry-1.docker.io": {"limit": 100, "remaining": 6}},
+                recheck_interval_seconds=0)
+    # nginx:1.27 is an index of two platforms and an attestation: four manifest GETs.
+    assert pull(ecr, NGINX, "1.27")["failures"] == []
+    assert remaining(ecr) == "2;w=21600"
+    # A re-check of an unchanged tag GETs the tag's manifest only.
+    assert pull(ecr, NGINX, "1.27")["failures"] == []
+    assert remaining(ecr) == "1;w=21600"
+    # Pulls by digest of cached images come from the cache.
+    index = json.loads(pull(ecr, NGINX, "1.27")["images"][0]["imageManifest"])
+    assert remaining(ecr) == "0;w=21600"
+    child = ecr.batch_get_image(repositoryName=NGINX, imageIds=[{"imageDigest": index["manifests"][0]["digest"]}])
+    assert child["failures"] == []
+
+    answer = pull(ecr, NGINX, "1.26", "1.27")
+    assert answer["failures"] == [{"imageId": {"imageTag": "1.26"}, "failureCode": "UpstreamTooManyRequests",
+                                   "failureReason": ecr_emulator.UPSTREAM_TOO_MANY_REQUESTS}]
+    assert [i["imageId"]["imageTag"] for i in answer["images"]] == ["1.27"], "the cached copy is still served"
+    assert error_code(lambda: ecr.describe_images(repositoryName=NGINX, imageIds=[{"imageTag": "1.26"}])) == (
+        "ImageNotFoundException")
+
+
+def test_an_index_whose_platforms_exceed_the_pull_limit_is_not_imported(start):
+    ecr = start(upstream_pull_limits={"registry-1.docker.io": {"limit": 100, "remaining": 3}})
+    answer = pull(ecr, NGINX, "1.27")
+    assert [f["failureCode"] for f in answer["failures"]] == ["UpstreamTooManyRequests"]
+    assert ecr.describe_images(repositoryName=NGINX)["imageDetails"] == []
+    assert remaining(ecr) == "0;w=21600", "the GETs made were spent"
+
+
+def test_within_the_recheck_interval_a_pull_spends_nothing(start):
+    ecr = start(upstream_pull_limits={"registry-1.docker.io": {"limit": 100, "remaining": 1}})
+    assert pull(ecr, NGINX, "1.26")["failures"] == []
+    assert pull(ecr, NGINX, "1.26")["failures"] == []
+    assert remaining(ecr) == "0;w=21600"
+
+
+def test_described_images_say_when_they_were_pushed_and_last_pulled(start):
+    ecr = start(recheck_interval_seconds=0)
+    started = time.time()
+    digest = pull(ecr, NGINX, "1.27")["images"][0]["imageId"]["imageDigest"]
+    details = {d["imageDigest"]: d for d in ecr.describe_images(repositoryName=NGINX)["imageDetails"]}
+    assert len(details) == 4
+    assert all(started - 1 <= d["imagePushedAt"].timestamp() <= time.time() + 1 for d in details.values())
+    first = details[digest]["lastRecordedPullTime"].timestamp()
+    assert started - 1 <= first <= time.time() + 1
+    assert [d for d in details.values() if "lastRecordedPullTime" in d] == [details[digest]], (
+        "the platform manifests were imported, not pulled")
+
+    time.sleep(0.05)
+    pull(ecr, NGINX, "1.27")
+    again = ecr.describe_images(repositoryName=NGINX, imageIds=[{"imageTag": "1.27"}])["imageDetails"][0]
+    assert again["lastRecordedPullTime"].timestamp() > first
+    assert again["imagePushedAt"] == details[digest]["imagePushedAt"], "the same image, not pushed again"

@@ -156,8 +156,31 @@ pub async fn warm_repository(engine: &Engine<'_>, repository: &Repository) -> Wa
             };
         }
     };
-    let ids: Vec<ImageIdentifier> = requests.iter().map(request_id).collect();
-    let answers = pull(engine, &repository.name, &ids).await;
+    let ids: Vec<ImageIdentifier> = requests
+        .iter()
+        .zip(&previous)
+        .map(|(request, previous)| pull_id(request, previous.as_deref()))
+        .collect();
+    // Pins of one tag to different digests are one pull of that tag.
+    let mut distinct: Vec<ImageIdentifier> = Vec::new();
+    for id in &ids {
+        if !distinct.contains(id) {
+            distinct.push(id.clone());
+        }
+    }
+    let pulled = pull(engine, &repository.name, &distinct).await;
+    let answers: Vec<Answer> = ids
+        .iter()
+        .zip(requests)
+        .map(|(id, request)| {
+            let position = distinct.iter().position(|d| d == id);
+            let answer = pulled[position.expect("every id is among the distinct ids")].clone();
+            match (&request.tag, &request.digest, id.image_digest()) {
+                (Some(tag), Some(pinned), None) => check_pin(answer, tag, pinned),
+                _ => answer,
+            }
+        })
+        .collect();
 
     let mut platforms: Vec<Vec<PlatformPull>> = answers
         .iter()
@@ -193,6 +216,57 @@ pub async fn warm_repository(engine: &Engine<'_>, repository: &Repository) -> Wa
     Warmed { resolved, blobs }
 }
 
+/// What to ask BatchGetImage for a request. A tag pinned to a digest that the
+/// cache does not hold under that tag is asked by tag alone: a pull-through
+/// cache fills only from tag pulls, and reports an id with a tag and the
+/// digest of an uncached image as missing, as users report of ECR
+/// (aws/containers-roadmap #2837). The pin is compared after the pull
+/// ([`check_pin`]).
+fn pull_id(request: &Request, previous: Option<&str>) -> ImageIdentifier {
+    match (&request.tag, &request.digest) {
+        (Some(tag), Some(pinned)) if previous != Some(pinned.as_str()) => {
+            ImageIdentifier::builder().image_tag(tag).build()
+        }
+        _ => request_id(request),
+    }
+}
+
+/// A pull by tag of a pinned `tag@digest` warms the pin when the tag points at
+/// that digest: its index's or one of the index's platform manifests'.
+/// Otherwise the tag has moved on, and the cache cannot import the pin.
+fn check_pin(answer: Answer, tag: &str, pinned: &str) -> Answer {
+    let Answer::Pulled {
+        digest,
+        manifest,
+        media_type,
+    } = &answer
+    else {
+        return answer;
+    };
+    if digest.as_deref() == Some(pinned) || platform_entry(manifest, media_type, pinned).is_some() {
+        return answer;
+    }
+    Answer::Failed(Failure::new(
+        "ImageTagDoesNotMatchDigest",
+        &format!(
+            "tag {tag} points at {} now, not at the pinned {pinned}",
+            digest.as_deref().unwrap_or("another digest")
+        ),
+    ))
+}
+
+/// The entry of an index whose manifest has this digest, if the manifest is an index.
+fn platform_entry(
+    manifest: &Option<String>,
+    media_type: &Option<String>,
+    digest: &str,
+) -> Option<manifest::IndexEntry> {
+    match manifest::parse(manifest.as_deref()?, media_type.as_deref()) {
+        Ok(Manifest::Index(entries)) => entries.into_iter().find(|entry| entry.digest == digest),
+        _ => None,
+    }
+}
+
 /// The image manifests a pulled request stands for: the wanted platforms of
 /// an index (their manifests still to pull), or its own manifest.
 fn platforms_of(engine: &Engine<'_>, answer: &Answer, request: &Request) -> Vec<PlatformPull> {
@@ -204,6 +278,22 @@ fn platforms_of(engine: &Engine<'_>, answer: &Answer, request: &Request) -> Vec<
     else {
         return Vec::new();
     };
+    // A pin of one platform's manifest wants that platform alone.
+    if let Some(pinned) = request
+        .digest
+        .as_deref()
+        .filter(|p| digest.as_deref() != Some(*p))
+    {
+        if let Some(entry) = platform_entry(manifest, media_type, pinned) {
+            return vec![PlatformPull {
+                platform: entry.platform.map(|p| p.to_string()),
+                digest: Some(entry.digest),
+                state: PlatformState::Skipped(
+                    "the deadline came before this platform's manifest was pulled".to_string(),
+                ),
+            }];
+        }
+    }
     let digest = digest.clone().or(request.digest.clone());
     let layers_wanted = engine.options.layers != LayerMode::None;
     let parsed = manifest
@@ -585,3 +675,6 @@ fn request_id(request: &Request) -> ImageIdentifier {
 pub fn out_of_time() -> String {
     "not attempted: the deadline was reached first".to_string()
 }
+
+#[cfg(test)]
+mod tests;

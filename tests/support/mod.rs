@@ -116,6 +116,40 @@ impl MotoServer {
         (output.status.code(), document)
     }
 
+    /// A manifest as the emulator's upstream `registry` serves it (anonymous
+    /// token, then a GET): its Docker-Content-Digest and its JSON.
+    pub async fn upstream_manifest(
+        &self,
+        registry: &str,
+        name: &str,
+        reference: &str,
+    ) -> (String, serde_json::Value) {
+        let base = format!("{}/upstream/{registry}", self.endpoint);
+        let token = reqwest::get(format!("{base}/token?scope=repository:{name}:pull"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let token: serde_json::Value = serde_json::from_slice(&token).unwrap();
+        let answer = reqwest::Client::new()
+            .get(format!("{base}/v2/{name}/manifests/{reference}"))
+            .bearer_auth(token["token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.status().is_success(),
+            "{name}:{reference}: {answer:?}"
+        );
+        let digest = answer.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = answer.bytes().await.unwrap();
+        (digest, serde_json::from_slice(&body).unwrap())
+    }
+
     /// The environment that points the binary at this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
