@@ -98,6 +98,11 @@ Config keys (a JSON object; all optional):
                               "upstream_unavailable_share": share of tags in a BatchGetImage that
                                 fail with UpstreamUnavailable instead of being pulled through,
                               "upstream_layer_error_share": see above,
+                              "upstream_outages": [{"from_s", "to_s", "repositories"}]: windows,
+                                in seconds since the emulator started, in which the upstream is
+                                down for the cache repositories under those prefixes (every one
+                                when none is given): an uncached tag fails UpstreamUnavailable, a
+                                cached one is served as it is,
                               "seed": integer (default 1)}.
                              Every fault decision hashes (seed, fault, operation, Region,
                              repository, image ids or layer digest, how many times this same
@@ -391,6 +396,9 @@ class Emulator:
         self.latency = float(faults.get("latency_ms", 0)) / 1000
         self.throttle_share = float(faults.get("throttle_share", 0))
         self.unavailable_share = float(faults.get("upstream_unavailable_share", 0))
+        self.started = time.monotonic()
+        self.outages = [(float(o.get("from_s", 0)), float(o["to_s"]), tuple(o.get("repositories", [])))
+                        for o in faults.get("upstream_outages", [])]
         self.layer_error_share = float(faults.get("upstream_layer_error_share", 0))
         self.seed = faults.get("seed", 1)
         self.rules = {}  # (region, prefix) -> rule
@@ -514,6 +522,13 @@ class Emulator:
             if self.fault("ThrottlingException", self.throttle_share,
                           operation, region, request.get("repositoryName", ""), subject):
                 raise EcrError("ThrottlingException", "Rate exceeded")
+
+    def in_outage(self, repository):
+        """Whether an outage window of the upstream holds now for this cache repository."""
+        now = time.monotonic() - self.started
+        return any(start <= now < end and (not prefixes or any(
+            repository == prefix or repository.startswith(prefix + "/") for prefix in prefixes))
+            for start, end, prefixes in self.outages)
 
     def fault(self, kind, share, *request):
         """Whether this occurrence of the request gets the fault: a hash of the seed, the fault,
@@ -881,7 +896,13 @@ class Emulator:
                 # roadmap #2837); the failureReason is the one ECR gives for a missing image.
                 failures.append(failure(image_id, "ImageNotFound", IMAGE_NOT_FOUND))
                 continue
-            if found and tag:
+            if found and tag and self.in_outage(name):
+                # The upstream is down: a cached copy is still served (ECR user guide), an
+                # uncached tag cannot be imported.
+                if find_image(repository, tag, None) is None:
+                    failures.append(failure(image_id, "UpstreamUnavailable", "The upstream registry is unavailable"))
+                    continue
+            elif found and tag:
                 if self.fault("UpstreamUnavailable", self.unavailable_share, region, name, tag):
                     failures.append(failure(image_id, "UpstreamUnavailable", "The upstream registry is unavailable"))
                     continue
@@ -1100,7 +1121,7 @@ def main(argv=None):
                         "repository_creation_templates, repositories, invalid_credentials, pending_layer_share, "
                         "pending_layer_requests, pending_layer_seconds, pending_layers, layer_errors, "
                         "faults (latency_ms, throttle_share, upstream_unavailable_share, "
-                        "upstream_layer_error_share, seed), upstream_credentials, upstream_page_size, "
+                        "upstream_layer_error_share, upstream_outages, seed), upstream_credentials, upstream_page_size, "
                         "upstream_max_page_size, upstream_token_seconds, upstream_faults (throttle_requests, "
                         "retry_after_seconds, unavailable_requests), upstream_pull_limits (limit, remaining, "
                         "window_seconds), described below")

@@ -281,6 +281,18 @@ def test_faults_throttle_fail_upstream_and_slow_down(start):
     assert time.monotonic() - started >= 0.2
 
 
+def test_an_outage_window_fails_uncached_tags_and_serves_cached_ones(start):
+    ecr = start(faults={"upstream_outages": [{"from_s": 1, "to_s": 2, "repositories": ["docker-hub/library"]}]},
+                recheck_interval_seconds=0)
+    assert pull(ecr, NGINX, "1.26")["failures"] == []
+    time.sleep(1.1)
+    answer = pull(ecr, NGINX, "1.26", "1.27")
+    assert [i["imageId"]["imageTag"] for i in answer["images"]] == ["1.26"], "the cached tag is served"
+    assert [f["failureCode"] for f in answer["failures"]] == ["UpstreamUnavailable"]
+    time.sleep(1)
+    assert pull(ecr, NGINX, "1.27")["failures"] == [], "the outage ended"
+
+
 def test_other_calls_are_moto_s(start):
     ecr = start()
     ecr.create_repository(repositoryName="team/app")
