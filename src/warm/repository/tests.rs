@@ -14,7 +14,8 @@ use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
 use crate::outcome::Status;
 use crate::rules::Rules;
 use crate::warm::manifest::tests::{digest, image_manifest, index};
-use crate::warm::{warm, LayerMode, Report, WarmOptions};
+use crate::warm::settings::WarmSettings;
+use crate::warm::{warm, LayerMode, Report};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
@@ -133,9 +134,9 @@ async fn warm_pins(cache: &Arc<Mutex<Cache>>, inputs: &[&str]) -> Report {
         .retry_config(RetryConfig::disabled()));
     let rules = Rules::parse_each(&["docker-hub=registry-1.docker.io"]).unwrap();
     let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
-    let options = WarmOptions {
+    let options = WarmSettings {
         layers: LayerMode::None,
-        ..WarmOptions::default()
+        ..WarmSettings::default()
     };
     warm(&ecr, &crate::plan::plan(&inputs, &rules), &options, &|_| {}).await
 }
