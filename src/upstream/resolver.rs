@@ -10,11 +10,13 @@ use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::credential::{Credentials, LoginSource};
+use super::credential::{CredentialError, Credentials, Login, LoginSource};
 use super::error::RegistryError;
+use super::manifest::ManifestHead;
 use super::registry::{HttpRegistry, Registry};
 use crate::host;
 use crate::plan::{PlanFailure, PlannedImage};
+use crate::reference::Reference;
 use crate::rules::Rules;
 use crate::selector::{self, Selector};
 
@@ -107,6 +109,49 @@ impl<R: Registry, L: LoginSource> Resolver<R, L> {
             .collect()
     }
 
+    /// The rule's login for a reference, when its rule has one; an error
+    /// says whether it may pass.
+    pub async fn login_for(
+        &self,
+        reference: &Reference,
+        rules: &Rules,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Arc<Login>>, CredentialError> {
+        match rules.map(reference) {
+            Ok(mapping) => self.credentials.login(mapping.rule, deadline).await,
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Every tag of a reference's repository upstream, with its rule's login.
+    pub async fn tags_of(
+        &self,
+        reference: &Reference,
+        login: Option<&Login>,
+        rules: &Rules,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let (registry, path) = upstream_repository(reference, rules);
+        self.registry.tags(&registry, &path, login, deadline).await
+    }
+
+    /// A HEAD of the manifest that `tag_or_digest` names in a reference's
+    /// repository upstream: its digest, type and the registry's pull quota,
+    /// without spending a pull.
+    pub async fn head_of(
+        &self,
+        reference: &Reference,
+        tag_or_digest: &str,
+        login: Option<&Login>,
+        rules: &Rules,
+        deadline: Option<Instant>,
+    ) -> Result<ManifestHead, RegistryError> {
+        let (registry, path) = upstream_repository(reference, rules);
+        self.registry
+            .manifest_head(&registry, &path, tag_or_digest, login, deadline)
+            .await
+    }
+
     /// Every tag of the selector's repository, with its rule's credential.
     async fn list(
         &self,
@@ -153,7 +198,12 @@ impl<R: Registry, L: LoginSource> Resolver<R, L> {
 /// amazonaws.com/docker-hub/library/nginx:~1.27`), the upstream of the rule
 /// its path falls under, so that the rule's login only ever goes there.
 fn upstream(selector: &Selector, rules: &Rules) -> Upstream {
-    let repository = selector.repository();
+    upstream_repository(selector.repository(), rules)
+}
+
+/// Where a reference's repository is upstream: its own registry, or for one
+/// written against the account's own registry, its rule's upstream.
+pub fn upstream_repository(repository: &Reference, rules: &Rules) -> Upstream {
     if host::is_private_ecr_host(repository.registry()) {
         let cached = rules
             .map(repository)
