@@ -20,6 +20,7 @@ pub mod list;
 pub mod message;
 pub mod metrics;
 pub mod outcome;
+pub mod pin;
 pub mod pipeline;
 pub mod plan;
 pub mod reference;

@@ -171,6 +171,7 @@ mod tests {
             message: None,
             hint: None,
             platforms: Vec::new(),
+            via_tag: None,
             retry: None,
             rule_prefix: rule_prefix.map(str::to_string),
             retryable: false,

@@ -76,6 +76,10 @@ pub struct ImageOutcome {
     pub hint: Option<String>,
     /// Each image manifest warmed: the platforms of an index, or the single manifest.
     pub platforms: Vec<PlatformOutcome>,
+    /// A digest the cache did not hold was pulled by this tag, which points
+    /// at it upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_tag: Option<String>,
     /// When `retrying`: the try it goes back for, and in which message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,

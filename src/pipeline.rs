@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::ecs::{self, Discovered};
 use crate::list::ListEntry;
+use crate::pin;
 use crate::plan::PlannedImage;
 use crate::rules::Rules;
 use crate::upstream::resolver::Resolver;
@@ -106,13 +107,24 @@ impl Pipeline<'_> {
         Pipeline::work(self.resolve(plans).await)
     }
 
-    /// Warms the images through `ecr`; `progress` hears how many are done.
+    /// Warms the images through `ecr`, a digest the cache does not hold by
+    /// the tag that holds it upstream; `progress` hears how many are done.
     pub async fn warm(
         &self,
         ecr: &aws_sdk_ecr::Client,
         images: &[PlannedImage],
         progress: &(dyn Fn(usize) + Sync),
     ) -> Report {
-        warm::warm(ecr, images, self.settings, progress).await
+        let settings = self.settings;
+        let images = pin::by_tags(
+            ecr,
+            self.resolver,
+            self.rules,
+            images,
+            settings.digest_search,
+            settings.deadline,
+        )
+        .await;
+        warm::warm(ecr, &images, settings, progress).await
     }
 }

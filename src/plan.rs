@@ -36,6 +36,9 @@ pub struct PlannedImage {
     /// The code and hint of an entry that failed before any pull (a
     /// selector's); other entries get theirs from the warm.
     pub failure: Option<PlanFailure>,
+    /// For a digest the cache did not hold: the upstream tag that points at
+    /// it, pulled in its place ([`crate::pin`]).
+    pub via_tag: Option<String>,
 }
 
 /// Why an entry failed while it was planned, as the warm report says it.
@@ -143,6 +146,7 @@ impl PlannedImage {
             selector: None,
             unresolved: None,
             failure: None,
+            via_tag: None,
         }
     }
 

@@ -188,3 +188,61 @@ fn a_spent_docker_hub_pull_limit_fails_the_import_with_its_hint() {
         .unwrap()
         .contains("100 manifest pulls per 6 hours"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_digest_alone_on_an_empty_cache_ends_warm_via_the_tag_that_holds_it() {
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}]
+    }));
+    let emulator = MotoServer::start_emulator(&dir.config);
+    let hub = "registry-1.docker.io";
+    let (single, _) = emulator
+        .upstream_manifest(hub, "library/nginx", "1.26")
+        .await;
+    let (_, index) = emulator
+        .upstream_manifest(hub, "library/nginx", "1.27")
+        .await;
+    let arm64 = index["manifests"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let nowhere = format!("sha256:{}", "0".repeat(64));
+    let endpoint = format!(
+        "--upstream-endpoint={hub}={}/upstream/{hub}",
+        emulator.endpoint
+    );
+    let images = [
+        format!("nginx@{single}"),
+        format!("nginx@{arm64}"),
+        format!("nginx@{nowhere}"),
+    ];
+    let mut args = vec!["warm", endpoint.as_str()];
+    args.extend(images.iter().map(String::as_str));
+    let (code, document) = emulator.json_output(&args, &[("AWS_MAX_ATTEMPTS", "3")]);
+    assert_eq!(code, Some(1), "{document}");
+    assert_eq!(
+        statuses(&document),
+        ["imported", "imported", "failed"],
+        "{document}"
+    );
+    let found = &document["images"];
+    let tag = found[0]["via_tag"]
+        .as_str()
+        .expect("the tag it was pulled by");
+    let (digest, _) = emulator.upstream_manifest(hub, "library/nginx", tag).await;
+    assert_eq!(digest, single, "{tag} holds the pinned digest");
+    assert_eq!(found[0]["input"], images[0].as_str());
+    // A platform's manifest is found in the index of a tag that lists it.
+    assert!(found[1]["via_tag"].is_string(), "{}", found[1]);
+    assert_eq!(found[1]["platforms"][0]["digest"], arm64.as_str());
+    assert_eq!(found[2]["failure_code"], "DigestNotTagged");
+    assert!(found[2]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("can only import what a tag points at"));
+
+    // The digests are in the cache now: a warm of them finds them as they are.
+    let (_, again) = emulator.json_output(&args[..4], &[("AWS_MAX_ATTEMPTS", "3")]);
+    assert_eq!(statuses(&again), ["unchanged", "unchanged"], "{again}");
+    assert!(again["images"][0]["via_tag"].is_null());
+}

@@ -18,6 +18,14 @@ pub const MANIFEST_TYPES: [&str; 4] = [
     "application/vnd.oci.image.index.v1+json",
 ];
 
+/// The two types of a multi-arch index.
+const INDEX_TYPES: [&str; 2] = [MANIFEST_TYPES[1], MANIFEST_TYPES[3]];
+
+/// Whether a media type is a multi-arch index.
+pub fn is_index(media_type: &str) -> bool {
+    INDEX_TYPES.contains(&media_type)
+}
+
 /// A HEAD has no body; what an error answer holds is read for its message.
 const HEAD: Cap = Cap {
     bytes: 64 << 10,
@@ -73,6 +81,53 @@ pub(super) async fn head(
         media_type: header(CONTENT_TYPE.as_str()),
         rate_limit: rate_limit(&answer.headers),
     })
+}
+
+/// An index's manifest, read only for the digests it lists: at most this.
+const INDEX: Cap = Cap {
+    bytes: 1 << 20,
+    what: "an index manifest",
+};
+
+/// The digests of the manifests an index lists (its platforms). A GET:
+/// Docker Hub counts it as a pull, so callers ask only when a HEAD cannot
+/// answer.
+pub(super) async fn children(
+    session: &mut Session<'_>,
+    base: &Url,
+    repository: &str,
+    reference: &str,
+) -> Result<Vec<String>, Problem> {
+    if !is_tag(reference) && !is_digest(reference) {
+        return Err(Problem::Invalid(format!(
+            "{reference:?} is neither a tag nor a digest"
+        )));
+    }
+    let url = under(base, &format!("v2/{repository}/manifests/{reference}"))?;
+    let answer = session
+        .fetch(Method::GET, &url, &INDEX_TYPES, INDEX)
+        .await?;
+    let answer = session.check(answer)?;
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        digest: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Listed>,
+    }
+    let index: Index = serde_json::from_slice(&answer.body).map_err(|error| {
+        Problem::Protocol(format!(
+            "the manifest at {} does not parse: {error}",
+            answer.url
+        ))
+    })?;
+    Ok(index
+        .manifests
+        .into_iter()
+        .map(|listed| listed.digest)
+        .collect())
 }
 
 /// Both headers, or nothing: a limit without what remains of it says little.

@@ -43,6 +43,20 @@ pub trait Registry: Send + Sync {
         login: Option<&Login>,
         deadline: Option<Instant>,
     ) -> impl Future<Output = Result<ManifestHead, RegistryError>> + Send;
+
+    /// The digests of the platform manifests an index lists: a GET, which
+    /// Docker Hub counts as a pull. A registry that cannot tell lists none.
+    fn index_manifests(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+        login: Option<&Login>,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
+        let _ = (registry, repository, reference, login, deadline);
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// The registry API v2 over HTTP(S), at the registries' [`Endpoints`].
@@ -153,6 +167,22 @@ impl Registry for HttpRegistry {
         let base = self.base(registry, repository).map_err(&failed)?;
         let mut session = Session::new(self, &base, repository, login, deadline);
         manifest::head(&mut session, &base, repository, reference)
+            .await
+            .map_err(failed)
+    }
+
+    async fn index_manifests(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+        login: Option<&Login>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let failed = failure(registry, repository, Asked::Manifest(reference.into()));
+        let base = self.base(registry, repository).map_err(&failed)?;
+        let mut session = Session::new(self, &base, repository, login, deadline);
+        manifest::children(&mut session, &base, repository, reference)
             .await
             .map_err(failed)
     }

@@ -152,6 +152,22 @@ impl<R: Registry, L: LoginSource> Resolver<R, L> {
             .await
     }
 
+    /// The platform manifests an index lists upstream (a GET: a pull on
+    /// Docker Hub).
+    pub async fn index_of(
+        &self,
+        reference: &Reference,
+        tag: &str,
+        login: Option<&Login>,
+        rules: &Rules,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let (registry, path) = upstream_repository(reference, rules);
+        self.registry
+            .index_manifests(&registry, &path, tag, login, deadline)
+            .await
+    }
+
     /// Every tag of the selector's repository, with its rule's credential.
     async fn list(
         &self,

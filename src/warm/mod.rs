@@ -220,6 +220,7 @@ fn outcome(
         message: None,
         hint: None,
         platforms: Vec::new(),
+        via_tag: image.via_tag.clone(),
         retry: None,
         rule_prefix: Some(repository.rule_prefix.clone()),
         retryable: false,
@@ -411,6 +412,7 @@ fn not_planned(image: &PlannedImage) -> ImageOutcome {
         message: image.error.clone(),
         hint: Some(hint.to_string()),
         platforms: Vec::new(),
+        via_tag: None,
         retry: None,
         rule_prefix: image.target.as_ref().map(|t| t.rule_prefix.clone()),
         // Listing upstream may work next time; a malformed entry will not.

@@ -16,6 +16,7 @@ use super::platform::{self, Platform};
 use crate::duration;
 
 pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_DIGEST_SEARCH: usize = 50;
 const CONCURRENCY: RangeInclusive<usize> = 1..=256;
 const MAX_TPS: RangeInclusive<usize> = 1..=100_000;
 /// How long blobs not yet on ECR's storage are asked again.
@@ -61,6 +62,12 @@ pub struct WarmSettings {
           default_value = duration::text(DEFAULT_LAYER_WAIT))]
     pub layer_wait: Duration,
 
+    /// The newest tags upstream asked (a HEAD each, no pull) for the one that
+    /// holds a pinned digest the cache does not have yet
+    #[arg(long, value_name = "N", env = "WARM_DIGEST_SEARCH", default_value_t = DEFAULT_DIGEST_SEARCH,
+          value_parser = parse_digest_search)]
+    pub digest_search: usize,
+
     /// No call starts after this instant; what is left is `skipped`.
     #[arg(skip)]
     pub deadline: Option<Instant>,
@@ -90,6 +97,7 @@ impl Default for WarmSettings {
             platforms: Vec::new(),
             layers: LayerMode::Verify,
             layer_wait: DEFAULT_LAYER_WAIT,
+            digest_search: DEFAULT_DIGEST_SEARCH,
             deadline: None,
             recheck_delay: DEFAULT_RECHECK_DELAY,
             recheck_attempts: DEFAULT_RECHECK_ATTEMPTS,
@@ -137,6 +145,7 @@ impl WarmSettings {
                 .map_err(|expected| invalid(var, "WARM_LAYERS", expected))?
                 .unwrap_or_default(),
             layer_wait: env_duration(var, "WARM_LAYER_WAIT", DEFAULT_LAYER_WAIT)?,
+            digest_search: env_number(var, "WARM_DIGEST_SEARCH", DEFAULT_DIGEST_SEARCH, 0..=1000)?,
             recheck_delay,
             recheck_attempts: env_number(
                 var,
@@ -213,6 +222,13 @@ fn parse_concurrency(text: &str) -> Result<usize, String> {
             CONCURRENCY.start(),
             CONCURRENCY.end()
         )),
+    }
+}
+
+fn parse_digest_search(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n <= 1000 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number from 0 to 1000")),
     }
 }
 
