@@ -23,6 +23,7 @@ pub mod outcome;
 pub mod pin;
 pub mod pipeline;
 pub mod plan;
+pub mod pulls;
 pub mod reference;
 pub mod retry;
 pub mod rules;

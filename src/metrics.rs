@@ -26,6 +26,9 @@ pub fn emf_lines(report: &Report, namespace: &str) -> Vec<String> {
     emf_lines_at(report, namespace, now_ms)
 }
 
+/// The pulls an upstream has left in its window (Docker Hub's ratelimit headers).
+const PULLS_LEFT: &str = "UpstreamPullsLeft";
+
 fn emf_lines_at(report: &Report, namespace: &str, timestamp_ms: u64) -> Vec<String> {
     let mut per_upstream: BTreeMap<&str, BTreeMap<Status, usize>> = BTreeMap::new();
     for image in &report.images {
@@ -41,7 +44,22 @@ fn emf_lines_at(report: &Report, namespace: &str, timestamp_ms: u64) -> Vec<Stri
         .map(|(upstream, counts)| {
             let mut members = status_counts(|status| counts.get(&status).copied().unwrap_or(0));
             members.insert(UPSTREAM_DIMENSION.into(), json!(upstream));
-            document(namespace, timestamp_ms, &[UPSTREAM_DIMENSION], members, &[])
+            // What the upstream said it has left of its pull limit, when it says.
+            let left = report.pulls_left.iter().find(|p| p.upstream == *upstream);
+            let extra: &[(&str, &str)] = match left {
+                Some(left) => {
+                    members.insert(PULLS_LEFT.into(), json!(left.remaining));
+                    &[(PULLS_LEFT, "Count")]
+                }
+                None => &[],
+            };
+            document(
+                namespace,
+                timestamp_ms,
+                &[UPSTREAM_DIMENSION],
+                members,
+                extra,
+            )
         })
         .collect();
 
@@ -190,6 +208,12 @@ mod tests {
             image(Status::Pending, Some("quay")),
         ];
         Report {
+            pulls_left: vec![crate::outcome::PullsLeft {
+                upstream: "docker-hub".into(),
+                limit: 200,
+                remaining: 37,
+                window_s: Some(21600),
+            }],
             summary: Summary {
                 total: 8,
                 imported: 2,
@@ -257,7 +281,9 @@ mod tests {
             ),
             (Some(2), Some(1), Some(0))
         );
+        assert_eq!(hub["UpstreamPullsLeft"], 37, "what Docker Hub has left");
         let quay = by_upstream("quay");
+        assert!(quay.get("UpstreamPullsLeft").is_none());
         assert_eq!(
             (
                 quay["Refreshed"].as_u64(),

@@ -91,6 +91,16 @@ pub struct ImageOutcome {
     pub retryable: bool,
 }
 
+/// What an upstream said it has left, as the report and `doctor` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PullsLeft {
+    /// The rule's ECR prefix (`docker-hub`).
+    pub upstream: String,
+    pub limit: u64,
+    pub remaining: u64,
+    pub window_s: Option<u64>,
+}
+
 /// An image sent back to the queue to be tried again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Retry {

@@ -40,7 +40,7 @@ pub async fn by_tags(
     search: usize,
     deadline: Option<Instant>,
 ) -> Vec<PlannedImage> {
-    stream::iter(images)
+    let resolved = stream::iter(images)
         .map(|image| async move {
             match pinned(image) {
                 Some(reference) if search > 0 => match cached(ecr, image, reference).await {
@@ -51,8 +51,14 @@ pub async fn by_tags(
             }
         })
         .buffered(CONCURRENCY)
-        .collect()
-        .await
+        .collect();
+    // Past the deadline the warm reports each image as it stands.
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), resolved)
+            .await
+            .unwrap_or_else(|_| images.to_vec()),
+        None => resolved.await,
+    }
 }
 
 /// The reference of an image pinned by digest alone, ready to pull.

@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 
 use crate::ecs::{self, Discovered};
 use crate::list::ListEntry;
+use crate::outcome::Status;
 use crate::pin;
 use crate::plan::PlannedImage;
+use crate::pulls;
 use crate::rules::Rules;
 use crate::upstream::resolver::Resolver;
 use crate::warm::settings::WarmSettings;
@@ -107,8 +109,9 @@ impl Pipeline<'_> {
         Pipeline::work(self.resolve(plans).await)
     }
 
-    /// Warms the images through `ecr`, a digest the cache does not hold by
-    /// the tag that holds it upstream; `progress` hears how many are done.
+    /// Warms the images through `ecr`: a digest the cache does not hold by
+    /// the tag that holds it upstream, and no more imports through Docker Hub
+    /// than its pull budget allows; `progress` hears how many are done.
     pub async fn warm(
         &self,
         ecr: &aws_sdk_ecr::Client,
@@ -125,6 +128,18 @@ impl Pipeline<'_> {
             settings.deadline,
         )
         .await;
-        warm::warm(ecr, &images, settings, progress).await
+        let (images, pulls_left) =
+            pulls::hold_back(ecr, self.resolver, self.rules, images, settings).await;
+        let mut report = warm::warm(ecr, &images, settings, progress).await;
+        // Held back for the upstream's budget: not tried, as at a deadline.
+        for image in &mut report.images {
+            if image.failure_code.as_deref() == Some(pulls::OVER_BUDGET.code) {
+                image.status = Status::Skipped;
+                image.retryable = true;
+            }
+        }
+        report.recount();
+        report.pulls_left = pulls_left;
+        report
     }
 }

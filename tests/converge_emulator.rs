@@ -291,3 +291,34 @@ async fn a_message_larger_than_one_invocation_goes_back_without_what_it_warmed()
         .collect();
     assert!(statuses.iter().all(|s| *s == "unchanged"), "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_over_the_pull_budget_wait_on_the_queue_for_the_window() {
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+        "upstream_pull_limits": {"registry-1.docker.io": {"limit": 100, "remaining": 11}}
+    }));
+    let server = MotoServer::start_emulator(&dir.config);
+    let upstream = format!(
+        "registry-1.docker.io={}/upstream/registry-1.docker.io",
+        server.endpoint
+    );
+    let function = function(&server, &[("WARM_UPSTREAM_ENDPOINTS", upstream.as_str())]).await;
+    // 11 left, 10 kept for others: one import fits.
+    let answer = function
+        .invoke(
+            json!({"images": ["nginx:1.26", "nginx:1.25.5", "nginx:1.26.3-x"]}),
+            Duration::from_secs(30),
+        )
+        .await;
+    let images = answer["images"].as_array().unwrap();
+    assert_eq!(images[0]["status"], "imported", "{answer}");
+    assert_eq!(images[1]["status"], "retrying");
+    assert_eq!(images[1]["failure_code"], "UpstreamPullBudget");
+    assert_eq!(images[1]["retry"]["delay_s"], 900, "the longest SQS delay");
+    assert_eq!(
+        answer["summary"]["failed"], 1,
+        "only the tag that is not upstream"
+    );
+    assert_eq!(images[2]["failure_code"], "ImageNotFound");
+}

@@ -297,3 +297,37 @@ fn the_text_report_names_the_caller_first_and_the_checks_need_a_region() {
     let error = String::from_utf8(output.stderr).unwrap();
     assert!(error.contains("sts:GetCallerIdentity"), "{error}");
 }
+
+#[test]
+fn doctor_shows_the_pulls_docker_hub_has_left() {
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+        "upstream_pull_limits": {"registry-1.docker.io": {"limit": 200, "remaining": 150}}
+    }));
+    let server = MotoServer::start_emulator(&dir.config);
+    let endpoint = format!(
+        "--upstream-endpoint=registry-1.docker.io={}/upstream/registry-1.docker.io",
+        server.endpoint
+    );
+    let (_, document) = doctor(&server, &[&endpoint, "nginx:1.26"]);
+    let pulls = finding(&document, "upstream-pulls", "docker-hub");
+    assert_eq!(pulls["status"], "ok");
+    assert_eq!(
+        pulls["message"],
+        "150 of 200 pulls left in the upstream's 6 h window"
+    );
+
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+        "upstream_pull_limits": {"registry-1.docker.io": {"limit": 200, "remaining": 5}}
+    }));
+    let server = MotoServer::start_emulator(&dir.config);
+    let endpoint = format!(
+        "--upstream-endpoint=registry-1.docker.io={}/upstream/registry-1.docker.io",
+        server.endpoint
+    );
+    let (_, document) = doctor(&server, &[&endpoint, "nginx:1.26"]);
+    let pulls = finding(&document, "upstream-pulls", "docker-hub");
+    assert_eq!(pulls["status"], "warning", "{pulls}");
+    assert!(pulls["fix"].as_str().unwrap().contains("reserve of 10%"));
+}

@@ -244,9 +244,14 @@ fn warm_pulls_what_selectors_select_and_names_the_selector_of_each_image() {
     // One listing per repository, however many selectors name it: an anonymous
     // try, a token, then every page with it.
     let requests = tokio_block_on(upstream_requests(&server));
-    let nginx: Vec<(&str, &str)> = requests
+    // Besides the listing, Docker Hub is asked for its pull budget: HEADs only.
+    let (heads, listing): (Vec<&Value>, Vec<&Value>) = requests
         .iter()
         .filter(|r| r["registry"] == "registry-1.docker.io")
+        .partition(|r| r["path"].as_str().unwrap().contains("/manifests/"));
+    assert!(heads.iter().all(|r| r["method"] == "HEAD"), "{heads:?}");
+    let nginx: Vec<(&str, &str)> = listing
+        .iter()
         .map(|r| (r["path"].as_str().unwrap(), r["auth"].as_str().unwrap()))
         .collect();
     let pages = "/v2/library/nginx/tags/list";

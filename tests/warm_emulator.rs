@@ -246,3 +246,65 @@ async fn a_digest_alone_on_an_empty_cache_ends_warm_via_the_tag_that_holds_it() 
     assert_eq!(statuses(&again), ["unchanged", "unchanged"], "{again}");
     assert!(again["images"][0]["via_tag"].is_null());
 }
+
+#[test]
+fn imports_wait_for_the_upstreams_pull_budget_rather_than_fail() {
+    // Two pulls left; five images of one manifest each to import.
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+        "upstream_pull_limits": {"registry-1.docker.io": {"limit": 100, "remaining": 2}}
+    }));
+    let emulator = MotoServer::start_emulator(&dir.config);
+    let hub = "registry-1.docker.io";
+    let endpoint = format!(
+        "--upstream-endpoint={hub}={}/upstream/{hub}",
+        emulator.endpoint
+    );
+    let images = [
+        "nginx:1.26",
+        "nginx:1.26.0",
+        "nginx:1.26.1",
+        "nginx:1.26.2",
+        "nginx:1.25.5",
+    ];
+    let mut args = vec!["warm", endpoint.as_str(), "--pull-reserve", "0"];
+    args.extend(images);
+    let (code, document) = emulator.json_output(&args, &[("AWS_MAX_ATTEMPTS", "3")]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        statuses(&document),
+        ["imported", "imported", "skipped", "skipped", "skipped"],
+        "{document}"
+    );
+    for image in &document["images"].as_array().unwrap()[2..] {
+        assert_eq!(image["failure_code"], "UpstreamPullBudget", "{image}");
+        let message = image["message"].as_str().unwrap();
+        assert!(message.starts_with("2 of 100 pulls left"), "{message}");
+        assert!(image["hint"].as_str().unwrap().contains("rolling window"));
+    }
+    assert_eq!(
+        document["pulls_left"],
+        json!([{"upstream": "docker-hub", "limit": 100, "remaining": 2, "window_s": 21600}])
+    );
+
+    // By default a tenth of the limit stays for the credential's other users:
+    // with 10 of 100 left, nothing is imported, and nothing fails.
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"}],
+        "upstream_pull_limits": {"registry-1.docker.io": {"limit": 100, "remaining": 10}}
+    }));
+    let emulator = MotoServer::start_emulator(&dir.config);
+    let endpoint = format!(
+        "--upstream-endpoint={hub}={}/upstream/{hub}",
+        emulator.endpoint
+    );
+    let mut args = vec!["warm", endpoint.as_str()];
+    args.extend(&images[..2]);
+    let (_, document) = emulator.json_output(&args, &[("AWS_MAX_ATTEMPTS", "3")]);
+    assert_eq!(statuses(&document), ["skipped", "skipped"], "{document}");
+    assert!(document["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|image| image["failure_code"] == "UpstreamPullBudget"));
+}

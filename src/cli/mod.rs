@@ -364,7 +364,15 @@ async fn doctor_command(args: InputArgs) -> Result<u8, UsageError> {
         .into_iter()
         .map(|entry| PlannedImage::from_entry(entry, &rules))
         .collect();
-    let report = doctor::run(&ecr, caller, &region, &rules, &planned).await;
+    let mut report = doctor::run(&ecr, caller, &region, &rules, &planned).await;
+    let resolver = resolver(args.endpoints()?, Some(&config));
+    let reserve = WarmSettings::default().pull_reserve;
+    let pulls = doctor::pulls::left(&resolver, &rules, &planned, reserve).await;
+    if !pulls.is_empty() {
+        let mut findings = std::mem::take(&mut report.findings);
+        findings.extend(pulls);
+        report = doctor::Report::new(report.caller, report.region, findings);
+    }
     let mut out = io::stdout().lock();
     written(match args.output {
         Output::Json => serde_json::to_string(&report)

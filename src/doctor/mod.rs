@@ -8,6 +8,7 @@
 
 pub mod findings;
 pub mod policy;
+pub mod pulls;
 pub mod registry;
 mod report;
 

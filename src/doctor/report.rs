@@ -20,6 +20,8 @@ pub enum Check {
     RegistryPolicy,
     CreationTemplate,
     CacheRepository,
+    /// What an upstream that counts pulls has left of its limit.
+    UpstreamPulls,
     /// An input image that no rule covers, or that does not parse.
     Image,
 }
@@ -31,6 +33,7 @@ impl Check {
             Check::RegistryPolicy => "registry-policy",
             Check::CreationTemplate => "creation-template",
             Check::CacheRepository => "cache-repository",
+            Check::UpstreamPulls => "upstream-pulls",
             Check::Image => "image",
         }
     }

@@ -38,6 +38,11 @@ pub fn may_pass(image: &ImageOutcome) -> bool {
 /// times back already: the re-check delay, doubled each time, at most 15
 /// minutes. An image skipped at the deadline was not tried: it goes at once.
 pub fn delay(settings: &WarmSettings, image: &ImageOutcome, sent: u32) -> Duration {
+    // Held back for the upstream's pull budget: pulls come back only as the
+    // window slides, so it waits the longest SQS allows.
+    if image.failure_code.as_deref() == Some(crate::pulls::OVER_BUDGET.code) {
+        return MAX_RECHECK_DELAY;
+    }
     if image.status == Status::Skipped {
         return Duration::ZERO;
     }

@@ -213,8 +213,9 @@ fn warmer(settings: &[(&str, &str)], bodies: Arc<Mutex<Vec<String>>>) -> Warmer 
     settings.warm.backoff = Duration::from_millis(1);
     Warmer {
         rules: settings.rules.clone().unwrap(),
+        // No registry answers here: one try each, at once.
         resolver: Resolver::new(
-            TagLister::new(settings.upstream_endpoints.clone()),
+            TagLister::new(settings.upstream_endpoints.clone()).with_retries(1, Duration::ZERO),
             Credentials::new(None),
         ),
         settings,

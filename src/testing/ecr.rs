@@ -63,10 +63,16 @@ pub fn fake_ecr() -> aws_sdk_ecr::Client {
             .layer_digest(digest)
             .build()
     });
+    // Every repository is new: it lists no image.
+    let list = mock!(aws_sdk_ecr::Client::list_images).then_error(|| {
+        aws_sdk_ecr::operation::list_images::ListImagesError::RepositoryNotFoundException(
+            RepositoryNotFoundException::builder().build(),
+        )
+    });
     mock_client!(
         aws_sdk_ecr,
         RuleMode::MatchAny,
-        [&describe, &batch, &layer],
+        [&describe, &batch, &layer, &list],
         |c| c.retry_config(RetryConfig::disabled())
     )
 }

@@ -31,7 +31,9 @@ use call::Engine;
 use layers::BlobState;
 use repository::{Answer, PlatformPull, PlatformState, Repository, Request, Resolved};
 
-use crate::outcome::{Failure, FailureContext, ImageOutcome, LayerCounts, PlatformOutcome, Status};
+use crate::outcome::{
+    Failure, FailureContext, ImageOutcome, LayerCounts, PlatformOutcome, PullsLeft, Status,
+};
 use crate::plan::PlannedImage;
 use settings::WarmSettings;
 
@@ -40,6 +42,9 @@ use settings::WarmSettings;
 pub struct Report {
     pub summary: Summary,
     pub images: Vec<ImageOutcome>,
+    /// What the upstreams that count pulls said they have left.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pulls_left: Vec<PullsLeft>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -169,6 +174,7 @@ pub async fn warm(
         })
         .collect();
     let mut report = Report {
+        pulls_left: Vec::new(),
         summary: Summary {
             duration_ms: started.elapsed().as_millis() as u64,
             layers,

@@ -17,6 +17,7 @@ use crate::duration;
 
 pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_DIGEST_SEARCH: usize = 50;
+pub const DEFAULT_PULL_RESERVE: u8 = 10;
 const CONCURRENCY: RangeInclusive<usize> = 1..=256;
 const MAX_TPS: RangeInclusive<usize> = 1..=100_000;
 /// How long blobs not yet on ECR's storage are asked again.
@@ -68,6 +69,12 @@ pub struct WarmSettings {
           value_parser = parse_digest_search)]
     pub digest_search: usize,
 
+    /// The share of an upstream's pull limit kept for other users of the
+    /// rule's credential, in percent: imports that would eat into it wait
+    #[arg(long, value_name = "PERCENT", env = "WARM_PULL_RESERVE", default_value_t = DEFAULT_PULL_RESERVE,
+          value_parser = parse_percent)]
+    pub pull_reserve: u8,
+
     /// No call starts after this instant; what is left is `skipped`.
     #[arg(skip)]
     pub deadline: Option<Instant>,
@@ -98,6 +105,7 @@ impl Default for WarmSettings {
             layers: LayerMode::Verify,
             layer_wait: DEFAULT_LAYER_WAIT,
             digest_search: DEFAULT_DIGEST_SEARCH,
+            pull_reserve: DEFAULT_PULL_RESERVE,
             deadline: None,
             recheck_delay: DEFAULT_RECHECK_DELAY,
             recheck_attempts: DEFAULT_RECHECK_ATTEMPTS,
@@ -146,6 +154,12 @@ impl WarmSettings {
                 .unwrap_or_default(),
             layer_wait: env_duration(var, "WARM_LAYER_WAIT", DEFAULT_LAYER_WAIT)?,
             digest_search: env_number(var, "WARM_DIGEST_SEARCH", DEFAULT_DIGEST_SEARCH, 0..=1000)?,
+            pull_reserve: env_number(
+                var,
+                "WARM_PULL_RESERVE",
+                usize::from(DEFAULT_PULL_RESERVE),
+                0..=100,
+            )? as u8,
             recheck_delay,
             recheck_attempts: env_number(
                 var,
@@ -222,6 +236,13 @@ fn parse_concurrency(text: &str) -> Result<usize, String> {
             CONCURRENCY.start(),
             CONCURRENCY.end()
         )),
+    }
+}
+
+fn parse_percent(text: &str) -> Result<u8, String> {
+    match text.trim().trim_end_matches('%').parse::<u8>() {
+        Ok(n) if n <= 100 => Ok(n),
+        _ => Err(format!("{text:?} is not a percentage from 0 to 100")),
     }
 }
 
