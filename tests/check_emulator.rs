@@ -280,3 +280,49 @@ fn check_says_when_the_upstream_cannot_be_asked_and_shows_a_table() {
     assert!(error.contains("library/nginx"), "{error}");
     assert_eq!(document["summary"]["unknown"], 1);
 }
+
+#[tokio::test]
+async fn the_function_answers_a_check_of_the_configured_list_or_of_the_images_sent() {
+    use ecr_cache_warmer::lambda::{handle, Settings, Warmer};
+    use lambda_runtime::{Context, LambdaEvent};
+
+    let dir = EmulatorDir::new(json!({
+        "rules": [{"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": HUB}]
+    }));
+    let emulator = MotoServer::start_emulator(&dir.config);
+    let warmed = run(&emulator, &["warm", "--layers", "none", "nginx:1.27"]);
+    assert_eq!(warmed.code, Some(0), "{}", warmed.stderr);
+    let endpoints = format!("{HUB}={}/upstream/{HUB}", emulator.endpoint);
+    let env = BTreeMap::from([
+        ("WARM_RULES", "docker-hub=registry-1.docker.io".to_string()),
+        ("WARM_IMAGES", "nginx:1.27,nginx:1.26".to_string()),
+        ("WARM_UPSTREAM_ENDPOINTS", endpoints),
+    ]);
+    let settings = Settings::from_env(|name| env.get(name).cloned()).unwrap();
+    let warmer = Warmer::new(settings, &emulator.sdk_config()).await.unwrap();
+    let before = cache_contents(&emulator, NGINX).await;
+
+    let check = |payload: Value| handle(&warmer, LambdaEvent::new(payload, Context::default()));
+    let configured = check(json!({"check": true})).await.unwrap();
+    let caches: Vec<(&str, &str)> = configured["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["input"].as_str().unwrap(), i["cache"].as_str().unwrap()))
+        .collect();
+    assert_eq!(caches, [("nginx:1.27", "fresh"), ("nginx:1.26", "missing")]);
+    assert_eq!(configured["summary"]["missing"], 1);
+
+    let given = check(json!({"check": ["nginx:~1.26"]})).await.unwrap();
+    let image = &given["images"][0];
+    assert_eq!(
+        (&image["input"], &image["selector"], &image["cache"]),
+        (
+            &json!("nginx:1.26.3"),
+            &json!("nginx:~1.26"),
+            &json!("missing")
+        )
+    );
+    // A check warms nothing: nginx:1.26 is still not cached.
+    assert_eq!(cache_contents(&emulator, NGINX).await, before);
+}
