@@ -1,6 +1,7 @@
 //! The events that start a warm: an EventBridge schedule, a direct invocation
 //! (or EventBridge Scheduler input), a batch of SQS messages, or an event of
-//! ECS ([`crate::ecs::events`]).
+//! ECS ([`crate::ecs::events`]); and the direct invocation that asks for a
+//! check instead (`{"check": true}` or `{"check": [...]}`).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,9 @@ pub enum Trigger {
     Sqs(Vec<Message>),
     /// An EventBridge event from ECS.
     Ecs(EcsEvent),
+    /// `{"check": [...]}`, or `{"check": true}` for the configured list:
+    /// whether the cache is fresh, pulling nothing.
+    Check { images: Option<Vec<String>> },
 }
 
 /// One SQS message and what its body holds.
@@ -49,6 +53,7 @@ pub struct Message {
 #[serde(deny_unknown_fields)]
 struct ImagesRequest {
     images: Option<Vec<Value>>,
+    check: Option<Value>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -57,6 +62,8 @@ pub enum EventError {
     DetailType(String),
     #[error("cannot read the {kind} event: {reason}. Send {{\"images\": [\"nginx:1.27\", ...]}}, or {{}} for the configured list")]
     Shape { kind: &'static str, reason: String },
+    #[error("cannot read the check request: {0}. Send {{\"check\": true}} for the configured list, or {{\"check\": [\"nginx:1.27\", ...]}}")]
+    Check(String),
     #[error("unsupported event: its Records come from {0}, not from SQS. The function accepts EventBridge \"Scheduled Event\"s, direct invocations with {{\"images\": [...]}} (or {{}}), and SQS messages; check the trigger that sends it")]
     RecordSource(String),
 }
@@ -101,6 +108,9 @@ pub fn decode(payload: Value) -> Result<Trigger, EventError> {
             kind: "direct invocation",
             reason: error.to_string(),
         })?;
+    if let Some(check) = request.check {
+        return decode_check(check, request.images.is_some());
+    }
     let images = request
         .images
         .map(|images| list::json_entries(&Value::Array(images)))
@@ -110,6 +120,29 @@ pub fn decode(payload: Value) -> Result<Trigger, EventError> {
             reason: format!("images {reason}"),
         })?;
     Ok(Trigger::Direct { images })
+}
+
+/// `true` for the configured list, or the list to check.
+fn decode_check(check: Value, with_images: bool) -> Result<Trigger, EventError> {
+    if with_images {
+        return Err(EventError::Check(
+            "it has both \"check\" and \"images\"; put the images to check in \"check\""
+                .to_string(),
+        ));
+    }
+    let images = match check {
+        Value::Bool(true) => None,
+        images @ Value::Array(_) => Some(
+            list::json_entries(&images)
+                .map_err(|reason| EventError::Check(format!("check {reason}")))?,
+        ),
+        other => {
+            return Err(EventError::Check(format!(
+                "\"check\" is {other}, neither true nor a list"
+            )))
+        }
+    };
+    Ok(Trigger::Check { images })
 }
 
 fn decode_sqs(payload: Value) -> Result<Trigger, EventError> {
@@ -240,6 +273,31 @@ mod tests {
             "{error}"
         );
         assert!(decode(json!(["nginx"])).is_err());
+    }
+
+    #[test]
+    fn a_direct_invocation_may_ask_for_a_check() {
+        assert_eq!(
+            decode(json!({"check": true})),
+            Ok(Trigger::Check { images: None })
+        );
+        assert_eq!(
+            decode(json!({"check": ["nginx:1.27", {"repository": "redis", "semver": "~7"}]})),
+            Ok(Trigger::Check {
+                images: Some(vec!["nginx:1.27".into(), "redis:~7".into()])
+            })
+        );
+        let error = decode(json!({"check": false})).unwrap_err().to_string();
+        assert!(
+            error.contains("\"check\" is false") && error.contains("{\"check\": true}"),
+            "{error}"
+        );
+        let error = decode(json!({"check": true, "images": ["nginx"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("both"), "{error}");
+        let error = decode(json!({"check": [7]})).unwrap_err().to_string();
+        assert!(error.contains("check [0] is 7"), "{error}");
     }
 
     #[test]

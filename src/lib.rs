@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod backoff;
+pub mod check;
 pub mod cli;
 pub mod discovery;
 pub mod doctor;

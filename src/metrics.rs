@@ -1,6 +1,8 @@
 //! CloudWatch Embedded Metric Format: one JSON line per upstream rule with the
 //! count of each status, and one line with the totals, the distinct blobs by
 //! state and the warm's duration.
+//! A check has lines of its own: `Fresh`, `Stale`, `Missing` and `Unknown`
+//! per upstream rule and in total, so that an alarm can watch staleness.
 //! In Lambda these lines go to stdout, where CloudWatch Logs turns them into
 //! metrics without any API call.
 
@@ -9,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use crate::check::{self, Cache};
 use crate::outcome::Status;
 use crate::warm::Report;
 
@@ -91,6 +94,96 @@ fn emf_lines_at(report: &Report, namespace: &str, timestamp_ms: u64) -> Vec<Stri
         ],
     ));
     lines
+}
+
+/// The EMF lines for a check, stamped with the current time.
+pub fn check_lines(report: &check::Report, namespace: &str) -> Vec<String> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    check_lines_at(report, namespace, now_ms)
+}
+
+fn check_lines_at(report: &check::Report, namespace: &str, timestamp_ms: u64) -> Vec<String> {
+    let mut per_upstream: BTreeMap<&str, BTreeMap<Cache, usize>> = BTreeMap::new();
+    for image in &report.images {
+        let upstream = image.rule_prefix.as_deref().unwrap_or(NO_RULE);
+        *per_upstream
+            .entry(upstream)
+            .or_default()
+            .entry(image.cache)
+            .or_default() += 1;
+    }
+    let declared: Vec<(String, &str)> = Cache::ALL
+        .iter()
+        .map(|&cache| (cache_metric(cache), "Count"))
+        .collect();
+    let cache_counts = |count: &dyn Fn(Cache) -> usize| -> Map<String, Value> {
+        Cache::ALL
+            .iter()
+            .map(|&cache| (cache_metric(cache), json!(count(cache))))
+            .collect()
+    };
+    let mut lines: Vec<String> = per_upstream
+        .iter()
+        .map(|(upstream, counts)| {
+            let mut members = cache_counts(&|cache| counts.get(&cache).copied().unwrap_or(0));
+            members.insert(UPSTREAM_DIMENSION.into(), json!(upstream));
+            emf_document(
+                namespace,
+                timestamp_ms,
+                &[UPSTREAM_DIMENSION],
+                members,
+                &declared,
+            )
+        })
+        .collect();
+    let summary = &report.summary;
+    let mut totals = cache_counts(&|cache| summary.count(cache));
+    totals.insert("Checked".into(), json!(summary.total));
+    totals.insert("CheckDuration".into(), json!(summary.duration_ms));
+    let mut declared = declared;
+    declared.push(("Checked".into(), "Count"));
+    declared.push(("CheckDuration".into(), "Milliseconds"));
+    lines.push(emf_document(
+        namespace,
+        timestamp_ms,
+        &[],
+        totals,
+        &declared,
+    ));
+    lines
+}
+
+fn cache_metric(cache: Cache) -> String {
+    let name = cache.name();
+    name[..1].to_uppercase() + &name[1..]
+}
+
+/// One EMF line of the metrics named in `declared`, with their units.
+fn emf_document(
+    namespace: &str,
+    timestamp_ms: u64,
+    dimensions: &[&str],
+    mut members: Map<String, Value>,
+    declared: &[(String, &str)],
+) -> String {
+    let metrics: Vec<Value> = declared
+        .iter()
+        .map(|(name, unit)| json!({ "Name": name, "Unit": unit }))
+        .collect();
+    members.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dimensions],
+                "Metrics": metrics,
+            }],
+        }),
+    );
+    Value::Object(members).to_string()
 }
 
 /// One EMF line, without dimensions, for images that no warm report counts:
@@ -341,6 +434,63 @@ mod tests {
             let sum: u64 = upstreams.iter().map(|d| d[&name].as_u64().unwrap()).sum();
             assert_eq!(Some(sum), total[&name].as_u64(), "{name}");
         }
+    }
+
+    #[test]
+    fn a_check_counts_fresh_stale_missing_and_unknown_per_upstream_and_in_total() {
+        use crate::check::{CheckedImage, Report as CheckReport};
+        let image = |cache, rule: Option<&str>| CheckedImage {
+            input: "x".into(),
+            selector: None,
+            cache_repository: None,
+            tag: None,
+            digest: None,
+            cache,
+            cached_digest: None,
+            upstream_digest: None,
+            pushed_at: None,
+            last_pulled: None,
+            error: None,
+            rule_prefix: rule.map(str::to_string),
+        };
+        let images = vec![
+            image(Cache::Fresh, Some("docker-hub")),
+            image(Cache::Stale, Some("docker-hub")),
+            image(Cache::Stale, Some("quay")),
+            image(Cache::Missing, Some("quay")),
+            image(Cache::Unknown, None),
+        ];
+        let report = CheckReport {
+            summary: crate::check::Summary {
+                total: 5,
+                fresh: 1,
+                stale: 2,
+                missing: 1,
+                unknown: 1,
+                duration_ms: 40,
+            },
+            images,
+        };
+        let docs: Vec<Value> = check_lines_at(&report, "Warm", 0)
+            .iter()
+            .map(|line| valid_emf(line))
+            .collect();
+        assert_eq!(docs.len(), 4, "docker-hub, none, quay, total");
+        let hub = docs.iter().find(|d| d["Upstream"] == "docker-hub").unwrap();
+        assert_eq!([&hub["Fresh"], &hub["Stale"], &hub["Missing"]], [1, 1, 0]);
+        let total = docs.last().unwrap();
+        assert_eq!(
+            [
+                &total["Fresh"],
+                &total["Stale"],
+                &total["Missing"],
+                &total["Unknown"]
+            ],
+            [1, 2, 1, 1]
+        );
+        assert_eq!(total["Checked"], 5);
+        assert_eq!(total["CheckDuration"], 40);
+        assert!(total.get("Imported").is_none(), "a check is no warm");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The command line: `plan`, `warm` and `doctor`, their inputs, output and exit
-//! codes; [`table`] writes their tables.
+//! The command line: `plan`, `warm`, `check` and `doctor`, their inputs,
+//! output and exit codes; [`table`] writes their tables.
 
 mod table;
 
@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
 
+use crate::check;
 use crate::doctor;
 use crate::duration;
 use crate::ecs;
@@ -53,6 +54,10 @@ enum Command {
     Plan(PlanArgs),
     /// Pull each image through its pull-through cache and report what happened
     Warm(WarmArgs),
+    /// Say whether each image is cached as its upstream has it now (fresh, stale or missing),
+    /// without pulling anything: DescribeImages in ECR, and a HEAD of each cached tag upstream,
+    /// which spends no pull
+    Check(CheckArgs),
     /// Check the registry's pull-through cache setup for what would make a first pull fail,
     /// without pulling anything: credentials, registry policy, creation templates, cache
     /// repositories; and, for the images given, whether their first pull is allowed
@@ -68,6 +73,15 @@ struct PlanArgs {
     /// selectors are shown as written, and plan makes no call upstream)
     #[arg(long)]
     resolve: bool,
+
+    #[command(flatten)]
+    ecs: EcsArgs,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    input: InputArgs,
 
     #[command(flatten)]
     ecs: EcsArgs,
@@ -200,6 +214,7 @@ pub async fn run() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan_command(args).await,
         Command::Warm(args) => warm_command(args).await,
+        Command::Check(args) => check_command(args).await,
         Command::Doctor(args) => doctor_command(args).await,
     };
     match result {
@@ -343,6 +358,67 @@ async fn warm_command(args: WarmArgs) -> Result<u8, UsageError> {
     } else {
         EXIT_IMAGE_FAILED
     })
+}
+
+async fn check_command(args: CheckArgs) -> Result<u8, UsageError> {
+    let endpoints = args.input.endpoints()?;
+    let scope = args.ecs.scope();
+    let entries = args.input.read_images_or_ecs(scope.is_some())?;
+    let config = args.input.aws_config().await?;
+    let rules = args.input.rules(Some(&config)).await?;
+    let discovery = match &scope {
+        Some(scope) => ecs_images(&config, scope, None).await?,
+        None => ecs::Discovery::default(),
+    };
+    let resolver = resolver(endpoints, Some(&config));
+    let settings = WarmSettings::default();
+    let pipeline = Pipeline {
+        rules: &rules,
+        resolver: &resolver,
+        settings: &settings,
+    };
+    let parcel = Parcel {
+        entries,
+        discovered: discovery.images,
+        ..Parcel::default()
+    };
+    // Not the warm's client: a check has no per-image budget of attempts, so the SDK retries.
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let checked = check::check(&ecr, &pipeline, parcel).await;
+    let mut out = io::stdout().lock();
+    written(match args.input.output {
+        Output::Json => check_document(&checked, &discovery.failures)
+            .map_err(io::Error::from)
+            .and_then(|json| writeln!(out, "{json}")),
+        Output::Text => table::write_check_report(&mut out, &checked.report, &checked.not_warmed),
+    })?;
+    Ok(
+        match checked.report.all_fresh() && discovery.failures.is_empty() {
+            true => 0,
+            false => EXIT_IMAGE_FAILED,
+        },
+    )
+}
+
+/// The check document, with what ECS pulls without a cache as the warm's has it.
+fn check_document(
+    checked: &check::Checked,
+    ecs_failures: &[ecs::EcsError],
+) -> serde_json::Result<serde_json::Value> {
+    let mut document = serde_json::to_value(&checked.report)?;
+    if !checked.not_warmed.is_empty() {
+        let records: Vec<_> = checked
+            .not_warmed
+            .iter()
+            .map(PlannedImage::record)
+            .collect();
+        document["not_warmed"] = serde_json::to_value(records)?;
+    }
+    if !ecs_failures.is_empty() {
+        let errors: Vec<String> = ecs_failures.iter().map(ToString::to_string).collect();
+        document["ecs_errors"] = serde_json::to_value(errors)?;
+    }
+    Ok(document)
 }
 
 async fn doctor_command(args: InputArgs) -> Result<u8, UsageError> {

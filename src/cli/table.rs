@@ -1,8 +1,9 @@
-//! The command line's tables: the plan, the warm's report and doctor's
-//! findings, for people to read.
+//! The command line's tables: the plan, the warm's report, the check and
+//! doctor's findings, for people to read.
 
 use std::io::{self, Write};
 
+use crate::check::{self, Cache};
 use crate::doctor;
 use crate::outcome::ImageOutcome;
 use crate::plan::{PlannedImage, Source};
@@ -173,6 +174,81 @@ pub fn write_warm_report(
         writeln!(
             out,
             "{} image{} that ECS runs not warmed: ECS pulls {} without a pull-through cache \
+             (plan --from-ecs says why for each)",
+            not_warmed.len(),
+            if not_warmed.len() == 1 { "" } else { "s" },
+            if not_warmed.len() == 1 { "it" } else { "them" },
+        )?;
+    }
+    Ok(())
+}
+
+pub fn write_check_report(
+    out: &mut impl Write,
+    report: &check::Report,
+    not_warmed: &[PlannedImage],
+) -> io::Result<()> {
+    let digest_cell = |digest: &Option<String>| digest.as_deref().map_or("-".into(), short_digest);
+    let rows: Vec<[String; 6]> = report
+        .images
+        .iter()
+        .map(|image| {
+            [
+                image_cell(&image.input, image.selector.as_deref()),
+                image.cache.name().to_string(),
+                image.cache_repository.clone().unwrap_or_else(|| "-".into()),
+                digest_cell(&image.cached_digest),
+                digest_cell(&image.upstream_digest),
+                image.last_pulled.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = [
+        "IMAGE",
+        "CACHE",
+        "CACHE REPOSITORY",
+        "CACHED",
+        "UPSTREAM",
+        "LAST PULLED",
+    ];
+    write_table(out, header, &rows)?;
+    let unknown = report
+        .images
+        .iter()
+        .filter(|image| image.cache == Cache::Unknown);
+    for image in unknown {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} unknown: {}",
+            image.input,
+            image.error.as_deref().unwrap_or("")
+        )?;
+    }
+    let s = &report.summary;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} image{}: {} fresh, {} stale, {} missing, {} unknown in {:.1}s",
+        s.total,
+        if s.total == 1 { "" } else { "s" },
+        s.fresh,
+        s.stale,
+        s.missing,
+        s.unknown,
+        s.duration_ms as f64 / 1000.0
+    )?;
+    if s.stale + s.missing > 0 {
+        writeln!(
+            out,
+            "warm pulls what is missing now; a stale tag is refreshed by the cache at a pull once \
+             its 24-hour re-check allows"
+        )?;
+    }
+    if !not_warmed.is_empty() {
+        writeln!(
+            out,
+            "{} image{} that ECS runs not checked: ECS pulls {} without a pull-through cache \
              (plan --from-ecs says why for each)",
             not_warmed.len(),
             if not_warmed.len() == 1 { "" } else { "s" },

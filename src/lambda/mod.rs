@@ -1,11 +1,12 @@
 //! The AWS Lambda function: one handler for schedules, direct invocations,
-//! SQS batches and ECS events. Settings are read and checked once at init
+//! SQS batches and ECS events, and for checks of the cache ([`check`]). Settings are read and checked once at init
 //! ([`environment`]), and the SDK clients are built once ([`warmer`]); every
 //! invocation warms through the one [`crate::pipeline`] before its own
 //! deadline ([`budget`]).
 
 mod answer;
 mod budget;
+mod check;
 pub mod environment;
 mod publish;
 mod queue;
@@ -54,5 +55,6 @@ pub async fn handle(
             Ok(serde_json::to_value(answer)?)
         }
         Trigger::Ecs(event) => triggers::warm_ecs_event(warmer, event, budget).await,
+        Trigger::Check { images } => check::check_list(warmer, images, budget).await,
     }
 }

@@ -17,14 +17,14 @@ use super::retrying;
 use super::warmer::Warmer;
 
 /// The configured list, as read at this invocation, and what could not be read.
-struct Configured {
-    parcel: Parcel,
-    list_error: Option<String>,
-    ecs_error: Option<String>,
+pub(super) struct Configured {
+    pub(super) parcel: Parcel,
+    pub(super) list_error: Option<String>,
+    pub(super) ecs_error: Option<String>,
     /// ECS was listed: an account that runs nothing is nothing to warm, not an error.
-    listed_ecs: bool,
+    pub(super) listed_ecs: bool,
     /// Task definitions that could not be read, each on its own.
-    ecs_failures: Vec<String>,
+    pub(super) ecs_failures: Vec<String>,
 }
 
 /// A schedule, EventBridge Scheduler's input or a direct invocation: the
@@ -96,7 +96,11 @@ pub async fn warm_list(
 
 /// `WARM_IMAGES` and `WARM_IMAGES_FILE`, the images object and what ECS runs.
 /// A part that cannot be read is reported, and the rest is still warmed.
-async fn configured_list(warmer: &Warmer, budget: Budget, lost: &mut Lost) -> Configured {
+pub(super) async fn configured_list(
+    warmer: &Warmer,
+    budget: Budget,
+    lost: &mut Lost,
+) -> Configured {
     let settings = &warmer.settings;
     let mut entries: Vec<ListEntry> = settings
         .images
@@ -150,7 +154,11 @@ async fn configured_list(warmer: &Warmer, budget: Budget, lost: &mut Lost) -> Co
 
 /// What the answer says of ECS: the images it runs that are not warmed (as
 /// `plan` records them, with the reason), and a listing that failed.
-fn add_ecs_findings(response: &mut Value, not_warmed: &[PlannedImage], error: Option<String>) {
+pub(super) fn add_ecs_findings(
+    response: &mut Value,
+    not_warmed: &[PlannedImage],
+    error: Option<String>,
+) {
     if !not_warmed.is_empty() {
         let records: Vec<_> = not_warmed.iter().map(PlannedImage::record).collect();
         response["not_warmed"] = json!(records);
@@ -161,7 +169,7 @@ fn add_ecs_findings(response: &mut Value, not_warmed: &[PlannedImage], error: Op
 }
 
 /// The task definitions that could not be read, when there are any.
-fn add_ecs_failures(response: &mut Value, failures: &[String]) {
+pub(super) fn add_ecs_failures(response: &mut Value, failures: &[String]) {
     if !failures.is_empty() {
         response["ecs_errors"] = json!(failures);
     }
