@@ -511,7 +511,8 @@ def main():
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
                     "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "60s",
-                    "WARM_RECHECK_ATTEMPTS": "8", "WARM_DOCTOR": "true"},
+                    "WARM_RECHECK_ATTEMPTS": "8", "WARM_DIGEST_SEARCH": "50",
+                    "WARM_PULL_RESERVE": "10", "WARM_DOCTOR": "true"},
         })
 
         ec2, kms, sns = moto.client("ec2"), moto.client("kms"), moto.client("sns")
@@ -549,6 +550,7 @@ def main():
                     "METRICS_NAMESPACE": "Warm/Test", "WARM_MAX_TPS": "20",
                     "WARM_PLATFORMS": "linux/amd64,linux/arm64/v8", "WARM_LAYERS": "request",
                     "WARM_LAYER_WAIT": "90s", "WARM_RECHECK_DELAY": "15m", "WARM_RECHECK_ATTEMPTS": "3",
+                    "WARM_DIGEST_SEARCH": "50", "WARM_PULL_RESERVE": "10",
                     "WARM_DOCTOR": "false",
                     "WARM_UPSTREAM_ENDPOINTS": "registry-1.docker.io=https://mirror.example.com"},
         })
@@ -563,7 +565,8 @@ def main():
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
                     "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "60s",
-                    "WARM_RECHECK_ATTEMPTS": "8", "WARM_DOCTOR": "true"},
+                    "WARM_RECHECK_ATTEMPTS": "8", "WARM_DIGEST_SEARCH": "50",
+                    "WARM_PULL_RESERVE": "10", "WARM_DOCTOR": "true"},
         })
         # What ECS runs, and both ECS events.
         check_stack(moto, "warmer-ecs", {"WarmFromEcs": "families", "EcsClusters": "prod,staging",
@@ -577,7 +580,8 @@ def main():
                     "WARM_FANOUT_THRESHOLD": "500", "WARM_MESSAGE_IMAGES": "50",
                     "METRICS_NAMESPACE": "EcrCacheWarmer", "WARM_MAX_TPS": "", "WARM_PLATFORMS": "",
                     "WARM_LAYERS": "verify", "WARM_LAYER_WAIT": "2m", "WARM_RECHECK_DELAY": "60s",
-                    "WARM_RECHECK_ATTEMPTS": "8", "WARM_DOCTOR": "true",
+                    "WARM_RECHECK_ATTEMPTS": "8", "WARM_DIGEST_SEARCH": "50",
+                    "WARM_PULL_RESERVE": "10", "WARM_DOCTOR": "true",
                     "WARM_FROM_ECS": "families", "WARM_ECS_CLUSTERS": "prod,staging"},
         })
         ok = True

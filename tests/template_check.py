@@ -70,6 +70,7 @@ settings = {"WARM_IMAGES": "Images", "WARM_RULES": "Rules", "WARM_CONCURRENCY": 
             "METRICS_NAMESPACE": "MetricsNamespace", "WARM_MAX_TPS": "MaxTps", "WARM_IMAGES_S3_URI": "ImagesS3Uri",
             "WARM_PLATFORMS": "Platforms", "WARM_LAYERS": "Layers", "WARM_LAYER_WAIT": "LayerWait",
             "WARM_RECHECK_DELAY": "RecheckDelay", "WARM_RECHECK_ATTEMPTS": "RecheckAttempts",
+            "WARM_DIGEST_SEARCH": "DigestSearch", "WARM_PULL_RESERVE": "PullReserve",
             "WARM_DOCTOR": "Doctor", "WARM_FROM_ECS": "WarmFromEcs",
             "WARM_UPSTREAM_ENDPOINTS": "UpstreamEndpoints"}
 check("the function gets every setting from its parameter, the queue's URL, the ECS clusters with WarmFromEcs only, "
@@ -180,6 +181,9 @@ refused_and_taken = {
     "MessageImages": (["0", "1001", "2.5", ""], ["1", "50", "999", "1000"]),
     # WARM_RECHECK_ATTEMPTS: 0 to 100
     "RecheckAttempts": (["-1", "101", "2.5", ""], ["0", "6", "99", "100"]),
+    # WARM_DIGEST_SEARCH: 0 to 1000; WARM_PULL_RESERVE: 0 to 100 (percent)
+    "DigestSearch": (["-1", "1001", "2.5", ""], ["0", "50", "999", "1000"]),
+    "PullReserve": (["-1", "101", "2.5", "", "10%"], ["0", "10", "100"]),
     # WARM_LAYER_WAIT: a duration of more than zero
     "LayerWait": (["0", "0s", "0ms", "00m", "2d", "1.5m", "m", "", "-1s"], ["1ms", "90", "90s", "2m", "1h"]),
     # WARM_RECHECK_DELAY: from 1s (SQS delays whole seconds) to 15m (SQS's longest delay)
@@ -208,11 +212,12 @@ for name, (refused, taken) in refused_and_taken.items():
     check(f"{name}'s default is taken", accepts(name, str(parameters.get(name, {}).get("Default", ""))))
 # Every parameter that becomes a whole-number or duration setting is in the table above.
 checked_settings = {"MaxTps", "Concurrency", "FanoutThreshold", "MessageImages", "RecheckAttempts",
-                    "LayerWait", "RecheckDelay"}
+                    "LayerWait", "RecheckDelay", "DigestSearch", "PullReserve"}
 check("every whole-number and duration setting is checked against what the function refuses",
       checked_settings <= set(refused_and_taken)
       and {settings[v] for v in ("WARM_MAX_TPS", "WARM_CONCURRENCY", "WARM_FANOUT_THRESHOLD", "WARM_MESSAGE_IMAGES",
-                                 "WARM_RECHECK_ATTEMPTS", "WARM_LAYER_WAIT", "WARM_RECHECK_DELAY")}
+                                 "WARM_RECHECK_ATTEMPTS", "WARM_LAYER_WAIT", "WARM_RECHECK_DELAY",
+                                 "WARM_DIGEST_SEARCH", "WARM_PULL_RESERVE")}
       == checked_settings)
 
 # After the SAM transform, as CloudFormation gets it, with and without a VPC.
