@@ -245,6 +245,23 @@ async fn a_digest_alone_on_an_empty_cache_ends_warm_via_the_tag_that_holds_it() 
     let (_, again) = emulator.json_output(&args[..4], &[("AWS_MAX_ATTEMPTS", "3")]);
     assert_eq!(statuses(&again), ["unchanged", "unchanged"], "{again}");
     assert!(again["images"][0]["via_tag"].is_null());
+
+    // On an empty cache, the table says which tag an image was pulled by.
+    let emulator = MotoServer::start_emulator(&dir.config);
+    let endpoint = format!(
+        "--upstream-endpoint={hub}={}/upstream/{hub}",
+        emulator.endpoint
+    );
+    let text = std::process::Command::new(env!("CARGO_BIN_EXE_ecr-cache-warmer"))
+        .args(["warm", endpoint.as_str(), images[0].as_str()])
+        .envs(emulator.env())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("{} (via tag {tag})", images[0])),
+        "{text}"
+    );
 }
 
 #[test]

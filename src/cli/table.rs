@@ -104,7 +104,10 @@ pub fn write_warm_report(
                 (None, None) => String::new(),
             };
             [
-                image_cell(&image.input, image.selector.as_deref()),
+                match &image.via_tag {
+                    Some(tag) => format!("{} (via tag {tag})", image.input),
+                    None => image_cell(&image.input, image.selector.as_deref()),
+                },
                 image.status.name().to_string(),
                 image.cache_repository.clone().unwrap_or_else(|| "-".into()),
                 version,
