@@ -172,12 +172,13 @@ impl<'a> Engine<'a> {
         throttled.map_or(Attempted::NotStarted, Attempted::Done)
     }
 
-    /// Waits for the `--max-tps` cap and for the operation's rate.
+    /// Waits for the operation's rate, then for the `--max-tps` cap: last,
+    /// as it is the bound that must hold when the call starts.
     async fn ready(&self, rate: &Rate) {
+        rate.ready().await;
         if let Some(cap) = &self.cap {
             cap.until_ready().await;
         }
-        rate.ready().await;
     }
 }
 
