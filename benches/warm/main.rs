@@ -1,7 +1,8 @@
 //! `make bench`: how fast the warm engine goes against the physical limit
 //! (the calls a plan needs, `concurrency` at a time, each taking the API's
-//! latency), beside the loop users would otherwise write, under throttling and
-//! under a rate cap; and the function's cold start, memory and size. Prints
+//! latency), beside the loop users would otherwise write, under throttling at
+//! random, under a quota per operation and under a rate cap; and the
+//! function's cold start, memory and size. Prints
 //! every figure beside its target and writes bench-results.json.
 //!
 //! ECR is an in-process stand-in with a fixed latency ([`stand_in`]), so the
@@ -22,7 +23,7 @@ use ecr_cache_warmer::warm::settings::WarmSettings;
 use ecr_cache_warmer::warm::{self, LayerMode, Report};
 use serde_json::{json, Value};
 
-use stand_in::{Calls, StandIn};
+use stand_in::{Calls, StandIn, Throttling};
 
 const REPOSITORIES: usize = 2_000;
 const LATENCY: Duration = Duration::from_millis(50);
@@ -30,6 +31,13 @@ const CONCURRENCY: usize = 64;
 /// References the sequential loop is timed on; it is linear, so it is scaled.
 const SEQUENTIAL_SAMPLE: usize = 200;
 const THROTTLE_SHARE: f64 = 0.2;
+/// ECR's quotas are 2,000 and 3,000 calls per second; the stand-in's is lower so
+/// that the run is about the rate, not the concurrency (64 calls of 50 ms at
+/// once make 1,280 calls per second).
+const QUOTA_TPS: u32 = 200;
+/// About 18 s at the quota: GetDownloadUrlForLayer, 18 calls per repository on
+/// average, is the operation the quota holds back.
+const QUOTA_REPOSITORIES: usize = 200;
 const CAP_TPS: u32 = 500;
 /// Enough repositories for about eight seconds at the cap, so that the end of
 /// the run, where too few calls are left to keep up the rate, weighs little.
@@ -40,6 +48,10 @@ const STARTS: usize = 11;
 const WALL_OVER_IDEAL: f64 = 1.25;
 const SPEEDUP: f64 = 50.0;
 const RATE_TOLERANCE: f64 = 0.05;
+/// The 20%-throttled run's slowdown before the rate adapted to throttling,
+/// when each throttled call waited its own backoff.
+const THROTTLED_SLOWDOWN: f64 = 1.69;
+const OF_QUOTA: f64 = 0.9;
 const INIT_MS: f64 = 30.0;
 const PEAK_RSS_MIB: f64 = 40.0;
 const BINARY_MIB: f64 = 16.0;
@@ -63,10 +75,10 @@ struct Run {
 async fn warm_run(
     planned: &[PlannedImage],
     layers: LayerMode,
-    throttle_share: f64,
+    throttling: Throttling,
     max_tps: Option<NonZeroU32>,
 ) -> Run {
-    let stand_in = StandIn::new(LATENCY, throttle_share);
+    let stand_in = StandIn::new(LATENCY, throttling);
     let ecr = stand_in.client();
     let options = WarmSettings {
         concurrency: CONCURRENCY,
@@ -92,7 +104,7 @@ async fn warm_run(
 /// What a shell loop of `aws ecr batch-get-image` does: one call per
 /// reference, each after the last.
 async fn sequential(planned: &[PlannedImage]) -> Duration {
-    let stand_in = StandIn::new(LATENCY, 0.0);
+    let stand_in = StandIn::new(LATENCY, Throttling::Never);
     let ecr = stand_in.client();
     let started = Instant::now();
     for image in planned {
@@ -207,6 +219,15 @@ const WHY_WALL: &str = "fewer calls in flight than the concurrency: each phase o
 const WHY_RATE: &str = "calls waiting for the cap wake late on a busy CPU; the cap's burst \
     (src/warm/call.rs) absorbs 20 ms of that, and the end of the run has too few calls left to \
     keep up the rate";
+const WHY_FAILED: &str = "an image whose calls were throttled more times in a row than the \
+    engine makes them again under the rate (src/warm/call.rs): the rate did not come down to what \
+    ECR accepts (src/warm/rate.rs)";
+const WHY_SLOWDOWN: &str = "throttled calls made again are 25% more calls; beyond that, the \
+    rate took random throttling for a quota and slowed down (src/warm/rate.rs), or the CPU was \
+    busy (see the load average)";
+const WHY_QUOTA: &str = "the rate stays too far below the quota after throttling, or rises \
+    too slowly (src/warm/rate.rs); the start and the end of the run, with too few calls left, \
+    weigh on it too";
 const WHY_INIT: &str = "init reads the settings, loads the AWS configuration and calls \
     DescribeRegistry once (src/lambda.rs); with no figure, the release binary is missing or did \
     not start";
@@ -263,7 +284,7 @@ async fn main() -> ExitCode {
 
     // First, so that the process's peak memory after it is that of warming the plan.
     eprintln!("warming {refs} references in {REPOSITORIES} repositories, layers verify...");
-    let verify = warm_run(&planned, LayerMode::Verify, 0.0, None).await;
+    let verify = warm_run(&planned, LayerMode::Verify, Throttling::Never, None).await;
     let peak_rss_kib = footprint::peak_rss_kib("/proc/self/status");
     eprintln!(
         "  {} calls in {:.1} s",
@@ -272,7 +293,7 @@ async fn main() -> ExitCode {
     );
 
     eprintln!("layers none...");
-    let none = warm_run(&planned, LayerMode::None, 0.0, None).await;
+    let none = warm_run(&planned, LayerMode::None, Throttling::Never, None).await;
     eprintln!(
         "  {} calls in {:.1} s",
         none.calls.total(),
@@ -295,10 +316,17 @@ async fn main() -> ExitCode {
         "layers verify, {:.0}% of calls throttled...",
         THROTTLE_SHARE * 100.0
     );
-    let throttled = warm_run(&planned, LayerMode::Verify, THROTTLE_SHARE, None).await;
+    let throttled = warm_run(
+        &planned,
+        LayerMode::Verify,
+        Throttling::AtRandom(THROTTLE_SHARE),
+        None,
+    )
+    .await;
     let slowdown = throttled.wall.as_secs_f64() / verify.wall.as_secs_f64();
     let throttled_statuses = statuses(&throttled.report);
     let throttled_once = each_once(&throttled.report, &planned);
+    let throttled_failed = throttled_statuses.get("failed").copied().unwrap_or(0);
     eprintln!(
         "  {} calls ({} throttled) in {:.1} s",
         throttled.calls.total(),
@@ -311,7 +339,7 @@ async fn main() -> ExitCode {
     let capped = warm_run(
         &capped_plan,
         LayerMode::Verify,
-        0.0,
+        Throttling::Never,
         NonZeroU32::new(CAP_TPS),
     )
     .await;
@@ -320,6 +348,32 @@ async fn main() -> ExitCode {
         "  {} calls in {:.1} s",
         capped.calls.total(),
         capped.wall.as_secs_f64()
+    );
+
+    eprintln!("quota {QUOTA_TPS}/s per operation on {QUOTA_REPOSITORIES} repositories...");
+    let quota_plan = plan::plan(&stand_in::references(QUOTA_REPOSITORIES), &rules);
+    let quota = warm_run(
+        &quota_plan,
+        LayerMode::Verify,
+        Throttling::Quota(f64::from(QUOTA_TPS)),
+        None,
+    )
+    .await;
+    let quota_statuses = statuses(&quota.report);
+    let quota_failed = quota_statuses.get("failed").copied().unwrap_or(0);
+    // The quota holds GetDownloadUrlForLayer back: its calls ECR accepted, per
+    // second of the warm, against the quota; the ideal is its calls at the quota.
+    let quota_layer_calls: usize = (0..QUOTA_REPOSITORIES)
+        .map(|r| stand_in::minimum_calls(r, true) - stand_in::minimum_calls(r, false))
+        .sum();
+    let quota_ideal = Duration::from_secs_f64(quota_layer_calls as f64 / f64::from(QUOTA_TPS));
+    let quota_accepted = quota.calls.download_url - quota.calls.download_url_throttled;
+    let quota_tps = quota_accepted as f64 / quota.wall.as_secs_f64();
+    eprintln!(
+        "  {} calls ({} throttled) in {:.1} s",
+        quota.calls.total(),
+        quota.calls.throttled,
+        quota.wall.as_secs_f64()
     );
 
     eprintln!("the function's cold start, {STARTS} times...");
@@ -432,18 +486,36 @@ async fn main() -> ExitCode {
         )
         .why("an input without an outcome, or out of order"),
         row(
-            "20% throttled: failed after 4 attempts",
-            throttled_statuses
-                .get("failed")
-                .copied()
-                .unwrap_or(0)
-                .to_string(),
-            "(reported)".to_string(),
-            None,
-        ),
+            "20% throttled: failed",
+            throttled_failed.to_string(),
+            "0".to_string(),
+            Some(throttled_failed == 0),
+        )
+        .why(WHY_FAILED),
         row(
             "20% throttled: slowdown",
             format!("{slowdown:.2}x"),
+            format!("<= {THROTTLED_SLOWDOWN}x"),
+            Some(slowdown <= THROTTLED_SLOWDOWN),
+        )
+        .why(WHY_SLOWDOWN),
+        row(
+            &format!("quota {QUOTA_TPS}/s per operation: failed"),
+            quota_failed.to_string(),
+            "0".to_string(),
+            Some(quota_failed == 0),
+        )
+        .why(WHY_FAILED),
+        row(
+            "quota: layer calls accepted",
+            format!("{quota_tps:.1}/s"),
+            format!(">= {OF_QUOTA} x {QUOTA_TPS}/s"),
+            Some(quota_tps >= OF_QUOTA * f64::from(QUOTA_TPS)),
+        )
+        .why(WHY_QUOTA),
+        row(
+            "quota: calls throttled",
+            format!("{} of {}", quota.calls.throttled, quota.calls.total()),
             "(reported)".to_string(),
             None,
         ),
@@ -522,7 +594,18 @@ async fn main() -> ExitCode {
             "slowdown": slowdown,
             "api_calls": throttled.calls.total(),
             "throttled_calls": throttled.calls.throttled,
+            "failed": throttled_failed,
             "wall_ms": ms(throttled.wall),
+        },
+        "quota": {
+            "quota_tps": QUOTA_TPS,
+            "measured_tps": quota_tps,
+            "api_calls": quota.calls.total(),
+            "throttled_calls": quota.calls.throttled,
+            "failed": quota_failed,
+            "final_statuses": quota_statuses,
+            "wall_ms": ms(quota.wall),
+            "ideal_ms": ms(quota_ideal),
         },
         "rate_limit": {
             "cap_tps": CAP_TPS,

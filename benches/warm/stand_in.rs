@@ -1,6 +1,7 @@
 //! ECR in process, for the SDK: an HTTP client that answers DescribeImages,
 //! BatchGetImage and GetDownloadUrlForLayer after a fixed latency, and counts
-//! the calls per operation.
+//! the calls per operation. It may throttle: a share of calls at random, or
+//! the calls above a quota per operation, as ECR's quotas are.
 //!
 //! It answers from the names asked alone, holding nothing per image, so that
 //! the figures (time and memory) are the engine's rather than an emulator's.
@@ -159,6 +160,39 @@ impl Operation {
     }
 }
 
+/// When the stand-in answers ThrottlingException.
+#[derive(Debug, Clone, Copy)]
+pub enum Throttling {
+    Never,
+    /// A share of calls (0 to 1, drawn from a fixed seed), whatever the rate.
+    AtRandom(f64),
+    /// Calls above this many per second, per operation: a token bucket
+    /// that holds a tenth of a second's worth.
+    Quota(f64),
+}
+
+/// A token bucket: one operation's quota.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Whether a call arriving now is within the quota.
+    fn take(&mut self, per_second: f64, now: Instant) -> bool {
+        let burst = per_second / 10.0;
+        let refill = (now - self.at).as_secs_f64() * per_second;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.at = now;
+        let within = self.tokens >= 1.0;
+        if within {
+            self.tokens -= 1.0;
+        }
+        within
+    }
+}
+
 /// The calls a run made, and when the first and the last arrived.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Calls {
@@ -167,6 +201,8 @@ pub struct Calls {
     pub download_url: usize,
     pub other: usize,
     pub throttled: usize,
+    /// GetDownloadUrlForLayer calls answered with ThrottlingException.
+    pub download_url_throttled: usize,
     pub first: Option<Instant>,
     pub last: Option<Instant>,
 }
@@ -190,10 +226,12 @@ impl Calls {
 #[derive(Debug)]
 struct Inner {
     latency: Duration,
-    throttle_share: f64,
+    throttling: Throttling,
     random: Mutex<fastrand::Rng>,
+    /// One per operation, for `Throttling::Quota`.
+    buckets: Mutex<[Bucket; 4]>,
     counts: [AtomicUsize; 4],
-    throttled: AtomicUsize,
+    throttled: [AtomicUsize; 4],
     /// The first call's arrival and the last's.
     arrivals: Mutex<Option<(Instant, Instant)>>,
 }
@@ -203,15 +241,24 @@ struct Inner {
 pub struct StandIn(Arc<Inner>);
 
 impl StandIn {
-    /// Answers after `latency`; a `throttle_share` of calls (0 to 1, drawn
-    /// from a fixed seed) are refused with ThrottlingException.
-    pub fn new(latency: Duration, throttle_share: f64) -> StandIn {
+    /// Answers after `latency`, or refuses with ThrottlingException as
+    /// `throttling` says.
+    pub fn new(latency: Duration, throttling: Throttling) -> StandIn {
+        let full = match throttling {
+            Throttling::Quota(per_second) => per_second / 10.0,
+            _ => 0.0,
+        };
+        let bucket = || Bucket {
+            tokens: full,
+            at: Instant::now(),
+        };
         StandIn(Arc::new(Inner {
             latency,
-            throttle_share,
+            throttling,
             random: Mutex::new(fastrand::Rng::with_seed(7)),
+            buckets: Mutex::new([bucket(), bucket(), bucket(), bucket()]),
             counts: Default::default(),
-            throttled: AtomicUsize::new(0),
+            throttled: Default::default(),
             arrivals: Mutex::new(None),
         }))
     }
@@ -238,7 +285,14 @@ impl StandIn {
             batch_get_image: count(Operation::BatchGetImage),
             download_url: count(Operation::GetDownloadUrlForLayer),
             other: count(Operation::Other),
-            throttled: self.0.throttled.load(Ordering::Relaxed),
+            throttled: self
+                .0
+                .throttled
+                .iter()
+                .map(|count| count.load(Ordering::Relaxed))
+                .sum(),
+            download_url_throttled: self.0.throttled[Operation::GetDownloadUrlForLayer as usize]
+                .load(Ordering::Relaxed),
             first: arrivals.map(|(first, _)| first),
             last: arrivals.map(|(_, last)| last),
         }
@@ -252,10 +306,15 @@ impl StandIn {
         drop(arrivals);
         let operation = Operation::of(request.headers().get("x-amz-target"));
         self.0.counts[operation as usize].fetch_add(1, Ordering::Relaxed);
-        if self.0.throttle_share > 0.0
-            && self.0.random.lock().unwrap().f64() < self.0.throttle_share
-        {
-            self.0.throttled.fetch_add(1, Ordering::Relaxed);
+        let throttled = match self.0.throttling {
+            Throttling::Never => false,
+            Throttling::AtRandom(share) => self.0.random.lock().unwrap().f64() < share,
+            Throttling::Quota(per_second) => {
+                !self.0.buckets.lock().unwrap()[operation as usize].take(per_second, now)
+            }
+        };
+        if throttled {
+            self.0.throttled[operation as usize].fetch_add(1, Ordering::Relaxed);
             return error("ThrottlingException", "Rate exceeded");
         }
         let body: Value = request

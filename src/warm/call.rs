@@ -1,5 +1,7 @@
-//! Calls to ECR: bounded in number at once, retried with backoff while they
-//! fail for a retryable reason, never started after the deadline.
+//! Calls to ECR: bounded in number at once, paced by an adaptive rate per
+//! operation, made again under that rate while throttled, retried with
+//! backoff while they fail for another retryable reason, never started after
+//! the deadline.
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -13,32 +15,68 @@ use aws_sdk_ecr::operation::get_download_url_for_layer::GetDownloadUrlForLayerEr
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
+use super::rate::{self, Rate};
 use super::settings::WarmSettings;
 use crate::aws::describe_error;
 use crate::backoff::Backoff;
 use crate::outcome::Failure;
 use crate::retry;
 
-/// What every call of one warm shares: the client, the options, and the
-/// permits that bound the calls in flight over all repositories.
+/// How many times one attempt of a call is made again while ECR throttles
+/// it, before the throttling counts as a failed attempt. Throttled calls wait
+/// for the rate instead of spending the image's attempts, but an endless
+/// throttle must still end.
+pub const THROTTLED_RETRIES: u32 = 20;
+
+/// The operations the engine calls: ECR's quotas are per operation, so each
+/// has its own rate.
+#[derive(Debug, Clone, Copy)]
+pub enum Operation {
+    DescribeImages,
+    BatchGetImage,
+    GetDownloadUrlForLayer,
+}
+
+/// The operation whose error type this is: it tells a call's rate from its type.
+pub trait OperationError: ProvideErrorMetadata {
+    const OPERATION: Operation;
+}
+
+impl OperationError for DescribeImagesError {
+    const OPERATION: Operation = Operation::DescribeImages;
+}
+
+impl OperationError for BatchGetImageError {
+    const OPERATION: Operation = Operation::BatchGetImage;
+}
+
+impl OperationError for GetDownloadUrlForLayerError {
+    const OPERATION: Operation = Operation::GetDownloadUrlForLayer;
+}
+
+/// What every call of one warm shares: the client, the options, the permits
+/// that bound the calls in flight over all repositories, and the rates.
 pub struct Engine<'a> {
     pub ecr: &'a aws_sdk_ecr::Client,
     pub options: &'a WarmSettings,
     permits: Semaphore,
     /// `--max-tps`: one bucket over every ECR call of the warm.
-    rate: Option<DefaultDirectRateLimiter>,
+    cap: Option<DefaultDirectRateLimiter>,
+    /// One per [`Operation`], adapted to ECR's throttling.
+    rates: [Rate; 3],
 }
 
 impl<'a> Engine<'a> {
     pub fn new(ecr: &'a aws_sdk_ecr::Client, options: &'a WarmSettings) -> Engine<'a> {
-        let rate = options
+        let cap = options
             .max_tps
             .map(|tps| RateLimiter::direct(rate_cap(tps)));
         Engine {
             ecr,
             options,
             permits: Semaphore::new(options.concurrency.max(1)),
-            rate,
+            cap,
+            rates: Default::default(),
         }
     }
 
@@ -50,13 +88,14 @@ impl<'a> Engine<'a> {
         mut call: F,
     ) -> Attempted<Result<T, SdkError<E, HttpResponse>>>
     where
+        E: OperationError,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
         let options = self.options;
         let mut backoff = Backoff::new(options.backoff, options.max_attempts, options.deadline);
         loop {
-            let result = match self.once(&mut call).await {
+            let result = match self.attempt(&mut call).await {
                 Attempted::Done(result) => result,
                 other => return other,
             };
@@ -74,31 +113,83 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// One attempt under a permit and within the rate cap, started only
-    /// before the deadline and cut at it. The call is made only once it may
-    /// start, on the heap: an SDK call's future is large (5 KB, several times
-    /// that as it nests), and far more calls wait for a permit than hold one,
-    /// which made the peak memory of a warm grow with its pending blobs.
-    pub async fn once<T, Fut>(&self, call: impl FnOnce() -> Fut) -> Attempted<T>
+    /// One attempt, as [`Engine::call`] makes them; the caller retries. The
+    /// call is cloned to be made again while it is throttled.
+    pub async fn once<T, E, F, Fut>(
+        &self,
+        call: F,
+    ) -> Attempted<Result<T, SdkError<E, HttpResponse>>>
     where
-        Fut: Future<Output = T>,
+        E: OperationError,
+        F: FnOnce() -> Fut + Clone,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        self.attempt(|| call.clone()()).await
+    }
+
+    /// One attempt under a permit, within the rate cap and the operation's
+    /// rate, started only before the deadline and cut at it; made again
+    /// under the rate while ECR throttles it, up to [`THROTTLED_RETRIES`].
+    /// The call is made only once it may start, on the heap: an SDK call's
+    /// future is large (5 KB, several times that as it nests), and far more
+    /// calls wait for a permit than hold one, which made the peak memory of a
+    /// warm grow with its pending blobs.
+    async fn attempt<T, E, Fut>(
+        &self,
+        mut call: impl FnMut() -> Fut,
+    ) -> Attempted<Result<T, SdkError<E, HttpResponse>>>
+    where
+        E: OperationError,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
         let deadline = self.options.deadline;
-        let ready = async {
-            // The semaphore is never closed.
-            let permit = self.permits.acquire().await.ok();
-            if let Some(rate) = &self.rate {
-                rate.until_ready().await;
-            }
-            permit
-        };
-        let Some(_permit) = within(deadline, ready).await else {
+        let rate = &self.rates[E::OPERATION as usize];
+        // The semaphore is never closed.
+        let Some(Some(_permit)) = within(deadline, self.permits.acquire())
+            .await
+            .map(Result::ok)
+        else {
             return Attempted::NotStarted;
         };
-        match within(deadline, Box::pin(call())).await {
-            Some(result) => Attempted::Done(result),
-            None => Attempted::Cut,
+        let mut throttled = None;
+        for _ in 0..=THROTTLED_RETRIES {
+            if within(deadline, self.ready(rate)).await.is_none() {
+                break;
+            }
+            let result = match within(deadline, Box::pin(call())).await {
+                Some(result) => result,
+                None => return Attempted::Cut,
+            };
+            let is_throttled = is_throttled(&result);
+            rate.answered(is_throttled);
+            if !is_throttled {
+                return Attempted::Done(result);
+            }
+            throttled = Some(result);
         }
+        // Throttled to the end, or until the deadline: the caller judges it
+        // as any other retryable failure.
+        throttled.map_or(Attempted::NotStarted, Attempted::Done)
+    }
+
+    /// Waits for the operation's rate, then for the `--max-tps` cap: last,
+    /// as it is the bound that must hold when the call starts.
+    async fn ready(&self, rate: &Rate) {
+        rate.ready().await;
+        if let Some(cap) = &self.cap {
+            cap.until_ready().await;
+        }
+    }
+}
+
+/// Whether ECR refused a call for its rate.
+fn is_throttled<T, E: ProvideErrorMetadata>(result: &Result<T, SdkError<E, HttpResponse>>) -> bool {
+    match result {
+        Err(SdkError::ServiceError(context)) => {
+            context.err().code().is_some_and(rate::is_throttling)
+                || context.raw().status().as_u16() == 429
+        }
+        _ => false,
     }
 }
 

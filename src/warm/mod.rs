@@ -7,13 +7,15 @@
 //! manifest of each wanted platform of a multi-arch index ([`manifest`],
 //! [`platform`]), then GetDownloadUrlForLayer for every blob ([`layers`]).
 //! Repositories are worked on concurrently under one bound on the calls in
-//! flight ([`call`]); throttling and outages are retried with backoff, and
-//! nothing starts after the deadline.
+//! flight ([`call`]) and one adaptive rate per operation ([`rate`]): throttling
+//! slows every repository down and is retried under the rate, outages are
+//! retried with backoff, and nothing starts after the deadline.
 
 mod call;
 pub mod layers;
 mod manifest;
 pub mod platform;
+mod rate;
 mod repository;
 pub mod settings;
 

@@ -16,14 +16,29 @@ async fn throttling_is_retried_until_it_succeeds() {
 }
 
 #[tokio::test]
+async fn throttling_does_not_spend_the_attempts_of_an_image() {
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    {
+        let mut r = registry.lock().unwrap();
+        r.upstream(NGINX, "1.27", Ok(digest(1)));
+        r.throttle_calls = 30;
+    }
+    let report = run(&registry, &["nginx:1.27"], &fast()).await;
+    assert_eq!(report.images[0].status, Status::Imported);
+    assert_eq!(registry.lock().unwrap().batch_calls.len(), 31);
+}
+
+#[tokio::test]
 async fn throttling_that_never_ends_fails_after_the_attempt_limit() {
     let registry = Arc::new(Mutex::new(Registry::default()));
-    registry.lock().unwrap().throttle_calls = 100;
+    registry.lock().unwrap().throttle_calls = 1_000;
     let report = run(&registry, &["nginx:1.27"], &fast()).await;
     let image = &report.images[0];
     assert_eq!(image.failure_code.as_deref(), Some("ThrottlingException"));
     assert!(image.retryable);
-    assert_eq!(registry.lock().unwrap().batch_calls.len(), 4);
+    // Each of the 4 attempts is made again while throttled, up to a bound.
+    let per_attempt = 1 + call::THROTTLED_RETRIES as usize;
+    assert_eq!(registry.lock().unwrap().batch_calls.len(), 4 * per_attempt);
 }
 
 #[tokio::test]
@@ -171,7 +186,11 @@ async fn a_deadline_during_backoff_stops_retrying() {
         report.images[0].failure_code.as_deref(),
         Some("ThrottlingException")
     );
-    assert_eq!(registry.lock().unwrap().batch_calls.len(), 1);
+    // One attempt, made again while throttled; no second attempt.
+    assert_eq!(
+        registry.lock().unwrap().batch_calls.len(),
+        1 + call::THROTTLED_RETRIES as usize
+    );
 }
 
 #[tokio::test]
