@@ -476,10 +476,10 @@ def run(args):
                 counts = json.load(urllib.request.urlopen(f"{endpoint}/_soak/counts"))
                 s = source.stats
                 print(f"{elapsed:6.0f}s invocations {s['invocations']} (timed out {s['timed_out']}, errors "
-                      f"{s['function_errors']}), queue {attributes.get('ApproximateNumberOfMessages')} visible "
-                      f"{attributes.get('ApproximateNumberOfMessagesNotVisible')} in flight "
-                      f"{attributes.get('ApproximateNumberOfMessagesDelayed')} delayed, dead-lettered "
-                      f"{s['dead_lettered_messages']}, throttled {counts['throttled_calls']}, upstream errors "
+                      f"{s['function_errors']}); queue: {attributes.get('ApproximateNumberOfMessages')} visible, "
+                      f"{attributes.get('ApproximateNumberOfMessagesNotVisible')} in flight, "
+                      f"{attributes.get('ApproximateNumberOfMessagesDelayed')} delayed; dead-lettered "
+                      f"{s['dead_lettered_messages']}; throttled calls {counts['throttled_calls']}; upstream errors "
                       f"{sum(counts['upstream_errors'].values())}", flush=True)
             if idle_polls >= 3:
                 break

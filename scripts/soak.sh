@@ -13,12 +13,12 @@ work=$(mktemp -d)
 source scripts/services.sh
 timeout_s=${SOAK_TIMEOUT:-20}
 
-# On failure, the logs are kept in soak-logs/ (stop_services removes $work).
+# The logs are kept in soak-logs/ (stop_services removes $work).
 keep_logs() {
   rm -rf soak-logs
   mkdir soak-logs
   cp "$work"/*.log soak-logs/
-  echo "soak: the logs of the emulator, cargo-lambda and each instance are in soak-logs/" >&2
+  echo "the logs of the emulator, cargo-lambda and each instance are in soak-logs/"
 }
 
 echo "Building the function"
@@ -47,7 +47,5 @@ wait_for_port "$lambda_port" "cargo lambda watch" 60 "$!" || { cat "$work/watch.
 status=0
 python3 scripts/soak.py run --work "$work" --binary "$bin" --lambda-port "$lambda_port" \
   --timeout "$timeout_s" --concurrency 4 --results soak-results.json || status=$?
-if [ "$status" -ne 0 ]; then
-  keep_logs
-  exit "$status"
-fi
+keep_logs
+exit "$status"
