@@ -4,8 +4,9 @@ A schedule of 10,000 images is fanned out to the queue by the function; the queu
 messages are warmed by the function under `cargo lambda watch`, fed by an event source
 mapping played here over the emulator's SQS (batches of 10, the template's visibility
 timeout and maxReceiveCount, deletes what batchItemFailures does not name), against the
-ECR emulator with throttling and upstream outages; one invocation runs into its deadline
-and one instance is killed mid-batch. Writes soak-results.json.
+ECR emulator with throttling and upstream outages; the first pulls of two repositories
+take longer than the function's timeout, so the invocations that make them are cut at
+their deadline, and one instance is killed mid-batch. Writes soak-results.json.
 
 scripts/soak.sh starts the processes; this file has its three parts:
 
@@ -13,9 +14,10 @@ scripts/soak.sh starts the processes; this file has its three parts:
   emulator CONFIG PORT    the ECR emulator, counting the faults it answers
   run ...                 the function's instances, the event source mapping, the report
 
-Why the instances are started here and not by cargo-lambda: `cargo lambda watch` (1.9)
+Why the instances are started here and not by cargo-lambda: `cargo lambda watch` (1.9.2)
 gives every invocation the same deadline, 600 s from now, and does not start a new
-instance in place of a killed one. Here `cargo lambda watch --only-lambda-apis` serves
+instance in place of a killed one (and with --concurrency it starts instances of its own
+even with --only-lambda-apis). Here `cargo lambda watch --only-lambda-apis` serves
 the invoke endpoint and the runtime API, four instances (the concurrency) take events
 from it, and each reaches that API through a small proxy that sets the deadline as
 Lambda does: the function's timeout from the moment the instance takes the event.
