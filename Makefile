@@ -2,7 +2,7 @@
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all build lambda package local-invoke demo bench test lint deps clean
+.PHONY: all build lambda package local-invoke demo bench soak test lint deps clean
 
 all: build
 
@@ -49,6 +49,12 @@ demo: deps
 bench:
 	cargo build --release
 	cargo bench --bench warm
+
+# The fan-out under faults: 10,000 images from a schedule through the queue to the function
+# under cargo-lambda, against the ECR emulator (see README, Performance); writes
+# soak-results.json. A few minutes: not part of `make test`.
+soak: deps
+	bash scripts/soak.sh
 
 lint:
 	cargo fmt --all -- --check
