@@ -27,6 +27,7 @@ const NOT_TAGGED: PlanFailure = PlanFailure {
     hint: "a pull-through cache can only import what a tag points at upstream: pin a tag with \
            its digest (name:tag@sha256:…), or keep the image in a repository of your own",
     retryable: false,
+    skipped: false,
 };
 
 /// The images with each uncached pinned digest pulled by the tag that holds

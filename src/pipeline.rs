@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use crate::ecs::{self, Discovered};
 use crate::list::ListEntry;
-use crate::outcome::Status;
 use crate::pin;
 use crate::plan::PlannedImage;
 use crate::pulls;
@@ -131,14 +130,6 @@ impl Pipeline<'_> {
         let (images, pulls_left) =
             pulls::hold_back(ecr, self.resolver, self.rules, images, settings).await;
         let mut report = warm::warm(ecr, &images, settings, progress).await;
-        // Held back for the upstream's budget: not tried, as at a deadline.
-        for image in &mut report.images {
-            if image.failure_code.as_deref() == Some(pulls::OVER_BUDGET.code) {
-                image.status = Status::Skipped;
-                image.retryable = true;
-            }
-        }
-        report.recount();
         report.pulls_left = pulls_left;
         report
     }

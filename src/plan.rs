@@ -48,6 +48,8 @@ pub struct PlanFailure {
     pub hint: &'static str,
     /// Whether it may work later (an upstream that did not answer).
     pub retryable: bool,
+    /// Held back rather than failed: the image is `skipped`, not tried.
+    pub skipped: bool,
 }
 
 /// Where an entry came from: the list, what ECS runs, or an event.
@@ -168,6 +170,7 @@ impl PlannedImage {
                                [exclude=REGEX], e.g. nginx:~1.27 or nginx:~1.27 match=-alpine$ \
                                newest=3",
                         retryable: false,
+                        skipped: false,
                     }),
                     ..PlannedImage::failed(input, error.to_string())
                 }

@@ -15,7 +15,8 @@ use crate::host;
 use crate::outcome::PullsLeft;
 use crate::plan::{PlanFailure, PlannedImage};
 use crate::rules::Rules;
-use crate::upstream::manifest::{is_index, RateLimit};
+use crate::upstream::error::RegistryError;
+use crate::upstream::manifest::{is_index, ManifestHead, RateLimit};
 use crate::upstream::resolver::{upstream_repository, Resolver};
 use crate::warm::settings::WarmSettings;
 
@@ -35,6 +36,7 @@ pub const OVER_BUDGET: PlanFailure = PlanFailure {
            fewer new images at once, give the rule a credential with a higher limit, or lower \
            the reserve kept for other users (--pull-reserve, WARM_PULL_RESERVE)",
     retryable: true,
+    skipped: true,
 };
 
 /// The images, with those whose imports would not fit in what their Docker
@@ -127,42 +129,27 @@ async fn budget(
     // does not answer, costs the warm no more than this.
     let probe = resolver.head_of(first, first.tag()?, login, rules, deadline);
     let probed = tokio::time::timeout(PROBE_WITHIN, probe).await.ok()?;
-    match probed {
+    match &probed {
         Ok(head) if head.rate_limit.is_some() => {}
         Err(error) if error.kind() == "not-found" => {}
         _ => return None,
     }
-    let heads: Vec<(usize, Option<RateLimit>, u64)> = stream::iter(&uncached)
+    let mut heads = vec![counted_head(uncached[0], probed, settings)];
+    let rest: Vec<(usize, Option<RateLimit>, u64)> = stream::iter(&uncached[1..])
         .map(|&index| async move {
-            let reference = images[index].reference.as_ref();
-            let tag = reference.and_then(|r| r.tag()).unwrap_or_default();
-            let head = match reference {
-                Some(reference) => {
-                    resolver
-                        .head_of(reference, tag, login, rules, deadline)
-                        .await
-                }
-                None => return (index, None, 0),
+            let Some(reference) = images[index].reference.as_ref() else {
+                return (index, None, 0);
             };
-            // A tag the upstream does not have is no pull: it fails on its own.
-            let head = match head {
-                Err(error) if error.kind() == "not-found" => return (index, None, 0),
-                head => head.ok(),
-            };
-            let cost = match head.as_ref().and_then(|h| h.media_type.as_deref()) {
-                Some(media_type) if is_index(media_type) => {
-                    1 + match settings.platforms.len() as u64 {
-                        0 => PLATFORMS_OF_AN_INDEX,
-                        n => n,
-                    }
-                }
-                _ => 1,
-            };
-            (index, head.and_then(|h| h.rate_limit), cost)
+            let tag = reference.tag().unwrap_or_default();
+            let head = resolver
+                .head_of(reference, tag, login, rules, deadline)
+                .await;
+            counted_head(index, head, settings)
         })
         .buffered(CONCURRENCY)
         .collect()
         .await;
+    heads.extend(rest);
     // The least left that any answer reported: the freshest count.
     let pulls = heads
         .iter()
@@ -178,6 +165,30 @@ async fn budget(
         }
     }
     Some((pulls, over))
+}
+
+/// What a HEAD says of one import: the image, the upstream's count, and the
+/// pulls the import would spend (an index: one, and one per platform).
+fn counted_head(
+    index: usize,
+    head: Result<ManifestHead, RegistryError>,
+    settings: &WarmSettings,
+) -> (usize, Option<RateLimit>, u64) {
+    // A tag the upstream does not have is no pull: it fails on its own.
+    let head = match head {
+        Err(error) if error.kind() == "not-found" => return (index, None, 0),
+        head => head.ok(),
+    };
+    let cost = match head.as_ref().and_then(|h| h.media_type.as_deref()) {
+        Some(media_type) if is_index(media_type) => {
+            1 + match settings.platforms.len() as u64 {
+                0 => PLATFORMS_OF_AN_INDEX,
+                n => n,
+            }
+        }
+        _ => 1,
+    };
+    (index, head.and_then(|h| h.rate_limit), cost)
 }
 
 /// The members whose tag the cache does not hold yet: only those are pulls.

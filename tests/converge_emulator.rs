@@ -299,10 +299,7 @@ async fn images_over_the_pull_budget_wait_on_the_queue_for_the_window() {
         "upstream_pull_limits": {"registry-1.docker.io": {"limit": 100, "remaining": 11}}
     }));
     let server = MotoServer::start_emulator(&dir.config);
-    let upstream = format!(
-        "registry-1.docker.io={}/upstream/registry-1.docker.io",
-        server.endpoint
-    );
+    let upstream = server.upstream_endpoint("registry-1.docker.io");
     let function = function(&server, &[("WARM_UPSTREAM_ENDPOINTS", upstream.as_str())]).await;
     // 11 left, 10 kept for others: one import fits.
     let answer = function

@@ -306,8 +306,8 @@ fn doctor_shows_the_pulls_docker_hub_has_left() {
     }));
     let server = MotoServer::start_emulator(&dir.config);
     let endpoint = format!(
-        "--upstream-endpoint=registry-1.docker.io={}/upstream/registry-1.docker.io",
-        server.endpoint
+        "--upstream-endpoint={}",
+        server.upstream_endpoint("registry-1.docker.io")
     );
     let (_, document) = doctor(&server, &[&endpoint, "nginx:1.26"]);
     let pulls = finding(&document, "upstream-pulls", "docker-hub");
@@ -323,8 +323,8 @@ fn doctor_shows_the_pulls_docker_hub_has_left() {
     }));
     let server = MotoServer::start_emulator(&dir.config);
     let endpoint = format!(
-        "--upstream-endpoint=registry-1.docker.io={}/upstream/registry-1.docker.io",
-        server.endpoint
+        "--upstream-endpoint={}",
+        server.upstream_endpoint("registry-1.docker.io")
     );
     let (_, document) = doctor(&server, &[&endpoint, "nginx:1.26"]);
     let pulls = finding(&document, "upstream-pulls", "docker-hub");

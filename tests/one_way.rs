@@ -31,10 +31,7 @@ fn emulator() -> (EmulatorDir, MotoServer) {
 }
 
 fn endpoint(server: &MotoServer) -> String {
-    format!(
-        "registry-1.docker.io={}/upstream/registry-1.docker.io",
-        server.endpoint
-    )
+    server.upstream_endpoint("registry-1.docker.io")
 }
 
 /// What a person reads of each image, without times.

@@ -207,10 +207,7 @@ async fn a_digest_alone_on_an_empty_cache_ends_warm_via_the_tag_that_holds_it() 
         .unwrap()
         .to_string();
     let nowhere = format!("sha256:{}", "0".repeat(64));
-    let endpoint = format!(
-        "--upstream-endpoint={hub}={}/upstream/{hub}",
-        emulator.endpoint
-    );
+    let endpoint = format!("--upstream-endpoint={}", emulator.upstream_endpoint(hub));
     let images = [
         format!("nginx@{single}"),
         format!("nginx@{arm64}"),
@@ -248,10 +245,7 @@ async fn a_digest_alone_on_an_empty_cache_ends_warm_via_the_tag_that_holds_it() 
 
     // On an empty cache, the table says which tag an image was pulled by.
     let emulator = MotoServer::start_emulator(&dir.config);
-    let endpoint = format!(
-        "--upstream-endpoint={hub}={}/upstream/{hub}",
-        emulator.endpoint
-    );
+    let endpoint = format!("--upstream-endpoint={}", emulator.upstream_endpoint(hub));
     let text = std::process::Command::new(env!("CARGO_BIN_EXE_ecr-cache-warmer"))
         .args(["warm", endpoint.as_str(), images[0].as_str()])
         .envs(emulator.env())
@@ -273,10 +267,7 @@ fn imports_wait_for_the_upstreams_pull_budget_rather_than_fail() {
     }));
     let emulator = MotoServer::start_emulator(&dir.config);
     let hub = "registry-1.docker.io";
-    let endpoint = format!(
-        "--upstream-endpoint={hub}={}/upstream/{hub}",
-        emulator.endpoint
-    );
+    let endpoint = format!("--upstream-endpoint={}", emulator.upstream_endpoint(hub));
     let images = [
         "nginx:1.26",
         "nginx:1.26.0",
@@ -311,10 +302,7 @@ fn imports_wait_for_the_upstreams_pull_budget_rather_than_fail() {
         "upstream_pull_limits": {"registry-1.docker.io": {"limit": 100, "remaining": 10}}
     }));
     let emulator = MotoServer::start_emulator(&dir.config);
-    let endpoint = format!(
-        "--upstream-endpoint={hub}={}/upstream/{hub}",
-        emulator.endpoint
-    );
+    let endpoint = format!("--upstream-endpoint={}", emulator.upstream_endpoint(hub));
     let mut args = vec!["warm", endpoint.as_str()];
     args.extend(&images[..2]);
     let (_, document) = emulator.json_output(&args, &[("AWS_MAX_ATTEMPTS", "3")]);

@@ -173,17 +173,26 @@ pub fn write_warm_report(
             layers.total, layers.cached, layers.pending, layers.failed
         )?;
     }
-    if !not_warmed.is_empty() {
-        writeln!(
-            out,
-            "{} image{} that ECS runs not warmed: ECS pulls {} without a pull-through cache \
-             (plan --from-ecs says why for each)",
-            not_warmed.len(),
-            if not_warmed.len() == 1 { "" } else { "s" },
-            if not_warmed.len() == 1 { "it" } else { "them" },
-        )?;
+    write_not_warmed(out, not_warmed, "warmed")
+}
+
+/// The line on the images that ECS pulls without a cache, when there are any.
+fn write_not_warmed(
+    out: &mut impl Write,
+    not_warmed: &[PlannedImage],
+    verb: &str,
+) -> io::Result<()> {
+    let n = not_warmed.len();
+    if n == 0 {
+        return Ok(());
     }
-    Ok(())
+    writeln!(
+        out,
+        "{n} image{} that ECS runs not {verb}: ECS pulls {} without a pull-through cache \
+         (plan --from-ecs says why for each)",
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "it" } else { "them" },
+    )
 }
 
 pub fn write_check_report(
@@ -248,17 +257,7 @@ pub fn write_check_report(
              its 24-hour re-check allows"
         )?;
     }
-    if !not_warmed.is_empty() {
-        writeln!(
-            out,
-            "{} image{} that ECS runs not checked: ECS pulls {} without a pull-through cache \
-             (plan --from-ecs says why for each)",
-            not_warmed.len(),
-            if not_warmed.len() == 1 { "" } else { "s" },
-            if not_warmed.len() == 1 { "it" } else { "them" },
-        )?;
-    }
-    Ok(())
+    write_not_warmed(out, not_warmed, "checked")
 }
 
 /// The caller first, then one line per finding, with its fix beneath.

@@ -274,14 +274,7 @@ async fn a_missing_queue_is_not_asked_again() {
 #[tokio::test]
 async fn a_send_that_outlasts_the_deadline_is_cut_at_it() {
     // A queue endpoint that takes connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
+    let (endpoint, server) = crate::testing::silent_endpoint().await;
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))

@@ -3,16 +3,14 @@
 //! `Fresh`, `Stale`, `Missing` and `Unknown` metrics, so that a schedule can
 //! watch the cache's staleness and an alarm fire on it. Nothing is warmed.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::check;
-use crate::list::{self, ListEntry};
 use crate::metrics;
-use crate::pipeline::Parcel;
 
 use super::budget::Budget;
 use super::publish::Lost;
-use super::triggers::{self, Configured};
+use super::triggers::{self, Wording};
 use super::warmer::Warmer;
 
 /// Checks the list given, or the configured one.
@@ -23,34 +21,12 @@ pub async fn check_list(
 ) -> Result<Value, lambda_runtime::Error> {
     let settings = &warmer.settings;
     let mut lost = Lost::default();
-    let mut configured = match given {
-        Some(images) => Configured {
-            parcel: Parcel::of(images.into_iter().map(ListEntry::Text).collect()),
-            list_error: None,
-            ecs_error: None,
-            listed_ecs: false,
-            ecs_failures: Vec::new(),
-        },
-        None => triggers::configured_list(warmer, budget, &mut lost).await,
+    let wording = Wording {
+        nothing: "no images to check: set WARM_IMAGES, WARM_IMAGES_FILE, WARM_IMAGES_S3_URI or \
+                  WARM_FROM_ECS, or send {\"check\": [...]}",
+        split: "split the list over several check requests",
     };
-    if configured.parcel.entries.is_empty() && !configured.listed_ecs {
-        lost.publish(&settings.metrics_namespace);
-        return Err(configured
-            .list_error
-            .or(configured.ecs_error)
-            .unwrap_or_else(|| {
-                "no images to check: set WARM_IMAGES, WARM_IMAGES_FILE, WARM_IMAGES_S3_URI or \
-                 WARM_FROM_ECS, or send {\"check\": [...]}"
-                    .to_string()
-            })
-            .into());
-    }
-    configured.parcel.entries = list::limit(
-        std::mem::take(&mut configured.parcel.entries),
-        list::MAX_RUN_ENTRIES,
-        "per invocation",
-        "split the list over several check requests",
-    );
+    let mut configured = triggers::listed(warmer, given, budget, &mut lost, wording).await?;
     let warm_settings = settings.warm.until(budget.warm_by);
     let pipeline = warmer.pipeline(&warm_settings);
     // The warm's client retries nothing by itself (the warm keeps a budget per
@@ -63,14 +39,10 @@ pub async fn check_list(
             .retry_config(aws_sdk_ecr::config::retry::RetryConfig::standard())
             .build(),
     );
-    let checked = check::check(&ecr, &pipeline, configured.parcel).await;
+    let checked = check::check(&ecr, &pipeline, std::mem::take(&mut configured.parcel)).await;
     report(&settings.metrics_namespace, &checked.report);
     let mut response = serde_json::to_value(&checked.report)?;
-    if configured.list_error.is_some() {
-        response["list_error"] = json!(configured.list_error);
-    }
-    triggers::add_ecs_findings(&mut response, &checked.not_warmed, configured.ecs_error);
-    triggers::add_ecs_failures(&mut response, &configured.ecs_failures);
+    configured.annotate(&mut response, &checked.not_warmed);
     lost.publish(&settings.metrics_namespace);
     Ok(response)
 }

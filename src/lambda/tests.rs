@@ -1,6 +1,4 @@
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
@@ -15,18 +13,11 @@ use crate::ecs;
 use crate::outcome::Status;
 use crate::plan;
 use crate::testing::ecr::fake_ecr;
+use crate::testing::env;
 use crate::upstream::credential::Credentials;
 use crate::upstream::resolver::Resolver;
 use crate::upstream::tags::TagLister;
 use crate::warm::layers::LayerMode;
-
-fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    move |name| map.get(name).cloned()
-}
 
 #[test]
 fn settings_have_defaults_and_read_every_variable() {
@@ -957,22 +948,9 @@ fn an_images_object_uri_is_checked_at_init() {
     );
 }
 
-/// An endpoint that takes every connection and never answers.
-async fn silent_endpoint() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
-    (endpoint, server)
-}
-
 #[tokio::test]
 async fn ecr_that_does_not_answer_at_init_stops_the_start_in_time() {
-    let (endpoint, server) = silent_endpoint().await;
+    let (endpoint, server) = crate::testing::silent_endpoint().await;
     let config = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))

@@ -27,6 +27,66 @@ pub(super) struct Configured {
     pub(super) ecs_failures: Vec<String>,
 }
 
+/// What a run without entries says, and how a run past the limit splits.
+pub(super) struct Wording {
+    pub(super) nothing: &'static str,
+    pub(super) split: &'static str,
+}
+
+const NOTHING_TO_WARM: Wording = Wording {
+    nothing: "no images to warm: set WARM_IMAGES, WARM_IMAGES_FILE, WARM_IMAGES_S3_URI or \
+              WARM_FROM_ECS, or send {\"images\": [...]}",
+    split: "split the list over several images objects or schedules",
+};
+
+/// The list given, or the configured one, within the limit of a run; an
+/// error when there is nothing at all (and ECS was not listed).
+pub(super) async fn listed(
+    warmer: &Warmer,
+    given: Option<Vec<String>>,
+    budget: Budget,
+    lost: &mut Lost,
+    wording: Wording,
+) -> Result<Configured, lambda_runtime::Error> {
+    let mut configured = match given {
+        Some(images) => Configured {
+            parcel: Parcel::of(images.into_iter().map(ListEntry::Text).collect()),
+            list_error: None,
+            ecs_error: None,
+            listed_ecs: false,
+            ecs_failures: Vec::new(),
+        },
+        None => configured_list(warmer, budget, lost).await,
+    };
+    if configured.parcel.entries.is_empty() && !configured.listed_ecs {
+        lost.publish(&warmer.settings.metrics_namespace);
+        return Err(configured
+            .list_error
+            .or(configured.ecs_error)
+            .unwrap_or_else(|| wording.nothing.to_string())
+            .into());
+    }
+    configured.parcel.entries = list::limit(
+        std::mem::take(&mut configured.parcel.entries),
+        list::MAX_RUN_ENTRIES,
+        "per invocation",
+        wording.split,
+    );
+    Ok(configured)
+}
+
+impl Configured {
+    /// What the answer says of the list beside the report: the part that
+    /// could not be read, and what ECS runs that is not warmed or listed.
+    pub(super) fn annotate(&self, response: &mut Value, not_warmed: &[PlannedImage]) {
+        if self.list_error.is_some() {
+            response["list_error"] = json!(self.list_error);
+        }
+        add_ecs_findings(response, not_warmed, self.ecs_error.clone());
+        add_ecs_failures(response, &self.ecs_failures);
+    }
+}
+
 /// A schedule, EventBridge Scheduler's input or a direct invocation: the
 /// list given, or the configured one.
 pub async fn warm_list(
@@ -36,47 +96,20 @@ pub async fn warm_list(
 ) -> Result<Value, lambda_runtime::Error> {
     let settings = &warmer.settings;
     let mut lost = Lost::default();
-    let configured = match given {
-        Some(images) => Configured {
-            parcel: Parcel::of(images.into_iter().map(ListEntry::Text).collect()),
-            list_error: None,
-            ecs_error: None,
-            listed_ecs: false,
-            ecs_failures: Vec::new(),
-        },
-        None => configured_list(warmer, budget, &mut lost).await,
-    };
-    if configured.parcel.entries.is_empty() && !configured.listed_ecs {
-        lost.publish(&settings.metrics_namespace);
-        return Err(configured
-            .list_error
-            .or(configured.ecs_error)
-            .unwrap_or_else(|| {
-                "no images to warm: set WARM_IMAGES, WARM_IMAGES_FILE, WARM_IMAGES_S3_URI or \
-                 WARM_FROM_ECS, or send {\"images\": [...]}"
-                    .to_string()
-            })
-            .into());
-    }
-    let mut configured = configured;
-    configured.parcel.entries = list::limit(
-        std::mem::take(&mut configured.parcel.entries),
-        list::MAX_RUN_ENTRIES,
-        "per invocation",
-        "split the list over several images objects or schedules",
-    );
+    let mut configured = listed(warmer, given, budget, &mut lost, NOTHING_TO_WARM).await?;
     let warm_settings = settings.warm.until(budget.warm_by);
     let pipeline = warmer.pipeline(&warm_settings);
     // Selectors are listed before fan-out: the queue carries the images they select.
-    let work = pipeline.prepare(vec![configured.parcel]).await;
+    let work = pipeline
+        .prepare(vec![std::mem::take(&mut configured.parcel)])
+        .await;
     if let Some(queue_url) = &settings.queue_url {
         if work.images.len() > settings.fanout_threshold {
             let mut response =
                 queue::fan_out(warmer, queue_url, &work.images, budget.send_by, &mut lost).await;
             lost.publish(&settings.metrics_namespace);
             response["list_error"] = json!(configured.list_error);
-            add_ecs_findings(&mut response, &work.not_warmed, configured.ecs_error);
-            add_ecs_failures(&mut response, &configured.ecs_failures);
+            configured.annotate(&mut response, &work.not_warmed);
             return Ok(response);
         }
     }
@@ -84,11 +117,7 @@ pub async fn warm_list(
     let first_tries = vec![0; report.images.len()];
     retrying::send_back(warmer, &mut report, &first_tries, budget.send_by, &mut lost).await;
     let mut response = serde_json::to_value(&report)?;
-    if configured.list_error.is_some() {
-        response["list_error"] = json!(configured.list_error);
-    }
-    add_ecs_findings(&mut response, &work.not_warmed, configured.ecs_error);
-    add_ecs_failures(&mut response, &configured.ecs_failures);
+    configured.annotate(&mut response, &work.not_warmed);
     publish::report(&settings.metrics_namespace, &report);
     lost.publish(&settings.metrics_namespace);
     Ok(response)
@@ -96,11 +125,7 @@ pub async fn warm_list(
 
 /// `WARM_IMAGES` and `WARM_IMAGES_FILE`, the images object and what ECS runs.
 /// A part that cannot be read is reported, and the rest is still warmed.
-pub(super) async fn configured_list(
-    warmer: &Warmer,
-    budget: Budget,
-    lost: &mut Lost,
-) -> Configured {
+async fn configured_list(warmer: &Warmer, budget: Budget, lost: &mut Lost) -> Configured {
     let settings = &warmer.settings;
     let mut entries: Vec<ListEntry> = settings
         .images
@@ -154,11 +179,7 @@ pub(super) async fn configured_list(
 
 /// What the answer says of ECS: the images it runs that are not warmed (as
 /// `plan` records them, with the reason), and a listing that failed.
-pub(super) fn add_ecs_findings(
-    response: &mut Value,
-    not_warmed: &[PlannedImage],
-    error: Option<String>,
-) {
+fn add_ecs_findings(response: &mut Value, not_warmed: &[PlannedImage], error: Option<String>) {
     if !not_warmed.is_empty() {
         let records: Vec<_> = not_warmed.iter().map(PlannedImage::record).collect();
         response["not_warmed"] = json!(records);
@@ -169,7 +190,7 @@ pub(super) fn add_ecs_findings(
 }
 
 /// The task definitions that could not be read, when there are any.
-pub(super) fn add_ecs_failures(response: &mut Value, failures: &[String]) {
+fn add_ecs_failures(response: &mut Value, failures: &[String]) {
     if !failures.is_empty() {
         response["ecs_errors"] = json!(failures);
     }

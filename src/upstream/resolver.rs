@@ -250,6 +250,7 @@ fn too_many(image: &PlannedImage, selected: usize) -> PlannedImage {
             hint: "lower newest= or narrow the range of the selectors, or split them over \
                    several messages or schedules",
             retryable: false,
+            skipped: false,
         },
         format!(
             "the selectors before it and this one select {selected} images, over the limit of \
@@ -274,6 +275,7 @@ fn resolved(
                        runs; they are listed from the upstream registry itself, which needs a \
                        route to it",
                 retryable: unlisted.retryable,
+                skipped: false,
             },
             unlisted.message.clone(),
         )],
@@ -303,6 +305,7 @@ fn select(
                        -alpine is only selected by a match= that accepts it); \
                        `ecr-cache-warmer plan --resolve` shows what a selector selects",
                 retryable: false,
+                skipped: false,
             },
             format!(
                 "selector {} selects none of the {} tags of {} upstream: {upstream}",

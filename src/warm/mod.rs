@@ -414,7 +414,10 @@ fn not_planned(image: &PlannedImage) -> ImageOutcome {
             .reference
             .as_ref()
             .and_then(|r| r.digest().map(str::to_string)),
-        status: Status::Failed,
+        status: match image.failure.as_ref().is_some_and(|f| f.skipped) {
+            true => Status::Skipped,
+            false => Status::Failed,
+        },
         previous_digest: None,
         failure_code: Some(code.to_string()),
         message: image.error.clone(),

@@ -260,24 +260,15 @@ fn parse_platform(text: &str) -> Result<Platform, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use clap::Parser;
 
     use super::*;
+    use crate::testing::env;
 
     #[derive(Debug, Parser)]
     struct Command {
         #[command(flatten)]
         settings: WarmSettings,
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
     }
 
     #[test]

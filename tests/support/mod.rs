@@ -150,6 +150,12 @@ impl MotoServer {
         (digest, serde_json::from_slice(&body).unwrap())
     }
 
+    /// `REGISTRY=URL` of the upstream registry API this emulator serves, for
+    /// `--upstream-endpoint` and `WARM_UPSTREAM_ENDPOINTS`.
+    pub fn upstream_endpoint(&self, registry: &str) -> String {
+        format!("{registry}={}/upstream/{registry}", self.endpoint)
+    }
+
     /// The environment that points the binary at this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
